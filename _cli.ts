@@ -1,0 +1,329 @@
+/**
+ * The command-line conventions every script of socket-notes shares: option
+ * parsing on `node:util` `parseArgs` with generated `--help`, value checks
+ * that name the offending value, one-line errors with fixed exit codes (2 for
+ * a usage mistake, 1 for a runtime failure), the `listening on HOST:PORT`
+ * line, listening with a readable bind error, and SIGINT/SIGTERM as an
+ * `AbortSignal`.
+ *
+ * Private to this package: scripts import it, `mod.ts` does not re-export it.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+
+/** Exit code for a usage mistake: unknown option, bad value, missing argument. */
+export const EXIT_USAGE = 2;
+/** Exit code for a runtime failure: cannot bind, cannot connect, timeout. */
+export const EXIT_FAILURE = 1;
+
+/**
+ * A mistake in the command line. `runMain` prints its message on one line and
+ * exits with {@linkcode EXIT_USAGE}.
+ */
+export class UsageError extends Error {
+  /** Builds a usage error with a one-line message. */
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/**
+ * A runtime failure a user can act on (cannot bind, cannot resolve, refused).
+ * `runMain` prints its message on one line, without a stack trace, and exits
+ * with {@linkcode EXIT_FAILURE}.
+ */
+export class CliError extends Error {
+  /** Builds a runtime failure with a one-line message. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "CliError";
+  }
+}
+
+/** One option of a script: the `parseArgs` config plus what `--help` shows. */
+export interface OptionSpec {
+  /** `string` takes a value, `boolean` is a flag. */
+  type: "string" | "boolean";
+  /** One-letter alias, as `-c`. */
+  short?: string;
+  /** Whether the option may be given more than once (values are collected). */
+  multiple?: boolean;
+  /** Default value (as a string for `string` options). */
+  default?: string | boolean;
+  /** Name of the value in `--help`, as `SECONDS`. */
+  arg?: string;
+  /** One line for `--help`. */
+  description: string;
+}
+
+/** What a script's command line looks like. */
+export interface CommandSpec {
+  /** Path of the script as a user types it, as `servers/sequential.ts`. */
+  name: string;
+  /** One sentence saying what the script does. */
+  summary: string;
+  /** Positional arguments in the usage line, as `[NAME]`; none if omitted. */
+  positionals?: string;
+  /** Options, by long name. `--help` is added. */
+  options: Record<string, OptionSpec>;
+  /** Extra text after the options (examples, notes). */
+  epilog?: string;
+}
+
+/** The parsed command line: option values by long name, and positionals. */
+export interface ParsedArgs {
+  /** Option values; a `string` option without default is `undefined`. */
+  values: Record<string, string | boolean | (string | boolean)[] | undefined>;
+  /** Positional arguments, in order. */
+  positionals: string[];
+}
+
+/** Renders the `--help` text of a command. */
+export function usage(spec: CommandSpec): string {
+  const lines = [
+    `Usage: ${spec.name} [options]${
+      spec.positionals ? ` ${spec.positionals}` : ""
+    }`,
+    "",
+    spec.summary,
+    "",
+    "Options:",
+  ];
+  const entries: [string, string][] = Object.entries(spec.options).map(
+    ([long, o]) => {
+      const flag = `${o.short ? `-${o.short}, ` : "    "}--${long}${
+        o.type === "string" ? ` ${o.arg ?? "VALUE"}` : ""
+      }`;
+      const def = o.default !== undefined && o.type === "string"
+        ? ` (default ${o.default})`
+        : "";
+      return [flag, o.description + def];
+    },
+  );
+  entries.push(["-h, --help", "Print this help and exit."]);
+  const width = Math.max(...entries.map(([flag]) => flag.length));
+  for (const [flag, text] of entries) {
+    lines.push(`  ${flag.padEnd(width)}  ${text}`);
+  }
+  if (spec.epilog) lines.push("", spec.epilog.trimEnd());
+  return lines.join("\n");
+}
+
+/**
+ * Parses `args` against `spec` with `node:util` `parseArgs` (strict).
+ * Returns `undefined` after printing the usage when `--help` is given.
+ *
+ * @throws {UsageError} On an unknown option, a missing value, or an
+ * unexpected positional argument.
+ */
+export function parseCommandLine(
+  args: string[],
+  spec: CommandSpec,
+): ParsedArgs | undefined {
+  const options: Record<
+    string,
+    {
+      type: "string" | "boolean";
+      short?: string;
+      multiple?: boolean;
+      default?: string | boolean;
+    }
+  > = { help: { type: "boolean", short: "h" } };
+  for (const [long, o] of Object.entries(spec.options)) {
+    options[long] = { type: o.type };
+    if (o.short) options[long].short = o.short;
+    if (o.multiple) options[long].multiple = true;
+    if (o.default !== undefined) options[long].default = o.default;
+  }
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      options,
+      strict: true,
+      allowPositionals: spec.positionals !== undefined,
+    });
+  } catch (error) {
+    // parseArgs explains how to pass a dash-led positional; one line is enough.
+    const message = error instanceof Error ? error.message : String(error);
+    throw new UsageError(`${message.split(". ")[0]} (see --help)`);
+  }
+  if (parsed.values.help) {
+    console.log(usage(spec));
+    return undefined;
+  }
+  return { values: parsed.values, positionals: parsed.positionals };
+}
+
+/**
+ * Parses a port number.
+ *
+ * @throws {UsageError} Unless `value` is a whole number from 0 to 65535.
+ */
+export function parsePort(value: unknown, name = "--port"): number {
+  return parseInteger(value, name, 0, 65535);
+}
+
+/**
+ * Parses a whole number within `[min, max]`.
+ *
+ * @throws {UsageError} With the offending value quoted.
+ */
+export function parseInteger(
+  value: unknown,
+  name: string,
+  min: number,
+  max: number = Number.MAX_SAFE_INTEGER,
+): number {
+  const text = String(value);
+  const n = /^\s*\d+\s*$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    const range = max === Number.MAX_SAFE_INTEGER
+      ? `a whole number of at least ${min}`
+      : `${min} to ${max}`;
+    throw new UsageError(`Cannot parse ${name} "${text}": expected ${range}`);
+  }
+  return n;
+}
+
+/**
+ * Parses a duration in seconds (fractions allowed) and returns milliseconds.
+ * `0` is allowed only when `allowZero` is set (it means "off").
+ *
+ * @throws {UsageError} Unless `value` is a non-negative number.
+ */
+export function parseSeconds(
+  value: unknown,
+  name: string,
+  allowZero = false,
+): number {
+  const text = String(value);
+  const n = /^\s*(\d+(\.\d*)?|\.\d+)\s*$/.test(text) ? Number(text) : NaN;
+  if (!Number.isFinite(n) || n < 0 || (n === 0 && !allowZero)) {
+    const expected = allowZero
+      ? "a number of seconds, 0 for off"
+      : "a number of seconds above 0";
+    throw new UsageError(
+      `Cannot parse ${name} "${text}": expected ${expected}`,
+    );
+  }
+  return Math.round(n * 1000);
+}
+
+/** Formats an address as `HOST:PORT`, with an IPv6 host in brackets. */
+export function formatAddress(
+  addr: { hostname: string; port: number },
+): string {
+  return addr.hostname.includes(":")
+    ? `[${addr.hostname}]:${addr.port}`
+    : `${addr.hostname}:${addr.port}`;
+}
+
+/** Options of {@linkcode listenTcp}. */
+export interface ListenOptions {
+  /** Address to bind. */
+  hostname: string;
+  /** Port to bind; 0 picks a free one. */
+  port: number;
+  /** Let several listeners share the port (SO_REUSEPORT, Linux). */
+  reusePort?: boolean;
+}
+
+/**
+ * Binds a TCP listener, turning a bind failure into a one-line
+ * {@linkcode CliError} that names the address.
+ *
+ * Requires `--allow-net`.
+ */
+export function listenTcp(options: ListenOptions): Deno.TcpListener {
+  const where = formatAddress(options);
+  try {
+    return Deno.listen({
+      hostname: options.hostname,
+      port: options.port,
+      transport: "tcp",
+      ...(options.reusePort ? { reusePort: true } : {}),
+    });
+  } catch (error) {
+    throw new CliError(`Cannot listen on ${where}: ${describeError(error)}`, {
+      cause: error,
+    });
+  }
+}
+
+/** The short reason of an error, for a one-line message. */
+export function describeError(error: unknown): string {
+  if (error instanceof Deno.errors.AddrInUse) return "address already in use";
+  if (error instanceof Deno.errors.PermissionDenied) {
+    return "permission denied";
+  }
+  if (error instanceof Deno.errors.ConnectionRefused) {
+    return "connection refused";
+  }
+  if (error instanceof Deno.errors.TimedOut) return "timed out";
+  if (error instanceof Deno.errors.AddrNotAvailable) {
+    return "address not available";
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  // Deno appends the OS error ("... (os error 98)"); the words carry the news.
+  return message.replace(/\s*\(os error \d+\)$/, "").split("\n")[0] ?? message;
+}
+
+/** Prints the line scripts and tests wait for: `listening on HOST:PORT`. */
+export function printListening(addr: Deno.NetAddr): void {
+  console.log(`listening on ${formatAddress(addr)}`);
+}
+
+/**
+ * An `AbortSignal` that aborts on the first SIGINT or SIGTERM. Call the
+ * returned `dispose` (or use `using`) to remove the signal listeners.
+ */
+export function shutdownSignal(): { signal: AbortSignal } & Disposable {
+  const controller = new AbortController();
+  const signals: Deno.Signal[] = Deno.build.os === "windows"
+    ? ["SIGINT"]
+    : ["SIGINT", "SIGTERM"];
+  const handler = () => controller.abort();
+  for (const s of signals) Deno.addSignalListener(s, handler);
+  return {
+    signal: controller.signal,
+    [Symbol.dispose]() {
+      for (const s of signals) Deno.removeSignalListener(s, handler);
+    },
+  };
+}
+
+/**
+ * Runs a script's `main`, then exits with its code. A {@linkcode UsageError}
+ * prints one line and exits 2; a {@linkcode CliError}, a Deno permission
+ * error, or any other error prints one line and exits 1, never a stack trace.
+ */
+export async function runMain(
+  main: (args: string[]) => Promise<number | void> | number | void,
+  args: string[] = Deno.args,
+): Promise<never> {
+  let code: number;
+  try {
+    code = (await main(args)) ?? 0;
+  } catch (error) {
+    code = reportError(error);
+  }
+  Deno.exit(code);
+}
+
+/** Prints `error` as one line on stderr and returns the exit code for it. */
+export function reportError(error: unknown): number {
+  if (error instanceof UsageError) {
+    console.error(`error: ${error.message}`);
+    return EXIT_USAGE;
+  }
+  if (error instanceof CliError) {
+    console.error(`error: ${error.message}`);
+    return EXIT_FAILURE;
+  }
+  console.error(`error: ${describeError(error)}`);
+  return EXIT_FAILURE;
+}

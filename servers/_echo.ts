@@ -1,0 +1,436 @@
+/**
+ * What both echo servers share, so that each file holds only its own I/O
+ * model: the accept loop with the connection cap and EMFILE back-off, the
+ * idle sweep, the stats, graceful shutdown with a grace period, logging, the
+ * server handle, and the command line. An I/O model plugs in as an
+ * {@linkcode EchoEngine}: the select server's readiness loop, or the
+ * completion server's port and workers.
+ *
+ * Private to this package.
+ *
+ * @module
+ */
+
+import {
+  type CommandSpec,
+  describeError,
+  formatAddress,
+  listenTcp,
+  type OptionSpec,
+  parseCommandLine,
+  parseInteger,
+  parsePort,
+  parseSeconds,
+  printListening,
+  shutdownSignal,
+} from "../_cli.ts";
+
+/** Default port of every socket-notes server: the notes' `0x9988`. */
+export const DEFAULT_PORT = 0x9988;
+
+/** Options shared by the echo servers. */
+export interface EchoServerOptions {
+  /** Address to bind. Default `127.0.0.1`. */
+  hostname?: string;
+  /** Port to bind; 0 picks a free one. Default 0. */
+  port?: number;
+  /** Connections served at once; a new one past this is closed. Default 10000. */
+  maxConnections?: number;
+  /** Close a connection idle this many milliseconds; 0 is off. Default 0. */
+  idleTimeout?: number;
+  /** On shutdown, how long held bytes may take to drain, in ms. Default 5000. */
+  grace?: number;
+  /** Log each accept and close. Default false. */
+  verbose?: boolean;
+  /** Where log lines go. Default `console.error`. */
+  log?: (line: string) => void;
+  /** Aborting it shuts the server down as `close()` does. */
+  signal?: AbortSignal;
+}
+
+/** Counters of an echo server, live. */
+export interface EchoStats {
+  /** Connections accepted and served. */
+  accepted: number;
+  /** Connections closed at once because the cap was reached. */
+  rejected: number;
+  /** Connections open now. */
+  active: number;
+  /** Most connections open at once. */
+  peak: number;
+  /** Bytes written back to clients. */
+  bytesEchoed: number;
+  /** Connections that ended in an error (reset, broken pipe, ...). */
+  errors: number;
+  /** Connections closed by the idle timeout. */
+  idleClosed: number;
+  /** Failed `accept()` calls (EMFILE and the like). */
+  acceptErrors: number;
+}
+
+/** A running echo server, as returned by `serveSelectEcho` and friends. */
+export interface EchoServer extends AsyncDisposable {
+  /** The bound address (the real port when 0 was asked). */
+  readonly addr: Deno.NetAddr;
+  /** A snapshot of the counters. */
+  stats(): EchoStats;
+  /**
+   * Stops accepting, lets every connection write back what it has read
+   * (within the grace period), closes the rest, and resolves with the final
+   * counters. Safe to call more than once.
+   */
+  close(): Promise<EchoStats>;
+  /** Resolves with the final counters once the server has stopped. */
+  readonly finished: Promise<EchoStats>;
+}
+
+/** One accepted connection, as the core tracks it. */
+export interface Session {
+  /** Sequence number, for logs. */
+  readonly id: number;
+  /** The connection. The engine owns its reads, writes and close. */
+  readonly conn: Deno.TcpConn;
+  /** `IP:PORT` of the peer, for logs. */
+  readonly remote: string;
+  /** `performance.now()` of the last byte read or written; the idle sweep reads it. */
+  lastActive: number;
+}
+
+/** An I/O model: how an echo server moves bytes for the sessions it is given. */
+export interface EchoEngine {
+  /** Starts serving a new session. */
+  open(session: Session): void;
+  /** Closes a session now (idle timeout, end of grace). Must call `core.end`. */
+  close(session: Session): void;
+  /**
+   * Shutdown has begun: read no more; close each session once every byte it
+   * has read is written back (calling `core.end` for each).
+   */
+  drain(): void;
+}
+
+/**
+ * The part of a server every engine reports to. Engines call `end` exactly
+ * once per session and add to `stats.bytesEchoed` as they write.
+ */
+export class EchoCore {
+  /** Live counters; engines add to `bytesEchoed`. */
+  readonly stats: EchoStats = {
+    accepted: 0,
+    rejected: 0,
+    active: 0,
+    peak: 0,
+    bytesEchoed: 0,
+    errors: 0,
+    idleClosed: 0,
+    acceptErrors: 0,
+  };
+  /** Sessions open now. */
+  readonly sessions: Set<Session> = new Set();
+  /** Where log lines go. */
+  readonly log: (line: string) => void;
+  /** Whether accepts and closes are logged. */
+  readonly verbose: boolean;
+  #emptied?: () => void;
+
+  /** Builds a core that logs through `log`. */
+  constructor(log: (line: string) => void, verbose: boolean) {
+    this.log = log;
+    this.verbose = verbose;
+  }
+
+  /**
+   * Records that a session has ended and its connection is closed. `error`
+   * is what ended it, if anything but a clean close.
+   */
+  end(session: Session, error?: unknown): void {
+    if (!this.sessions.delete(session)) return;
+    this.stats.active--;
+    if (error !== undefined) {
+      this.stats.errors++;
+      this.log(
+        `connection ${session.id} from ${session.remote}: ${
+          describeError(error)
+        }`,
+      );
+    } else if (this.verbose) {
+      this.log(`closed connection ${session.id} from ${session.remote}`);
+    }
+    if (this.sessions.size === 0) this.#emptied?.();
+  }
+
+  /** Resolves when no session is open. */
+  whenEmpty(): Promise<void> {
+    if (this.sessions.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#emptied = resolve);
+  }
+}
+
+/**
+ * Whether `error` is what a peer's reset or abrupt close looks like; such a
+ * connection is closed and counted, never retried.
+ */
+export function isPeerGone(error: unknown): boolean {
+  return error instanceof Deno.errors.ConnectionReset ||
+    error instanceof Deno.errors.BrokenPipe ||
+    error instanceof Deno.errors.ConnectionAborted ||
+    error instanceof Deno.errors.NotConnected;
+}
+
+/** Whether `error` says the resource was closed under a pending operation. */
+export function isClosed(error: unknown): boolean {
+  return error instanceof Deno.errors.BadResource ||
+    error instanceof Deno.errors.Interrupted;
+}
+
+/**
+ * Runs an echo server on `listener` with the I/O model `makeEngine` builds.
+ * The accept loop, cap, idle sweep, back-off and shutdown live here.
+ */
+export function runEchoServer(
+  listener: Deno.TcpListener,
+  options: EchoServerOptions,
+  makeEngine: (core: EchoCore) => EchoEngine,
+): EchoServer {
+  const maxConnections = options.maxConnections ?? 10_000;
+  const idleTimeout = options.idleTimeout ?? 0;
+  const grace = options.grace ?? 5_000;
+  const core = new EchoCore(
+    options.log ?? ((line) => console.error(line)),
+    options.verbose ?? false,
+  );
+  const engine = makeEngine(core);
+  const stopping = new AbortController();
+  const addr = listener.addr as Deno.NetAddr;
+  let nextId = 1;
+
+  // One sweep for all connections, not a timer per connection: 10,000 timers
+  // re-armed on every read would cost more than the echo itself.
+  const sweep = idleTimeout > 0
+    ? setInterval(() => {
+      const now = performance.now();
+      for (const session of core.sessions) {
+        if (now - session.lastActive >= idleTimeout) {
+          core.stats.idleClosed++;
+          if (core.verbose) {
+            core.log(`idle timeout on connection ${session.id}`);
+          }
+          engine.close(session);
+        }
+      }
+    }, Math.max(10, Math.min(1000, idleTimeout / 4)))
+    : undefined;
+
+  async function acceptLoop(): Promise<void> {
+    // Back-off after a failed accept (EMFILE above all, denoland/deno#10148):
+    // retrying at once would spin; mini-redis doubles from 1 s, but a full
+    // second is long for a test server, so start at 100 ms, cap at 5 s.
+    let backoff = 100;
+    let burst = 0; // connections rejected since the cap was last reached
+    while (!stopping.signal.aborted) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await listener.accept();
+      } catch (error) {
+        if (stopping.signal.aborted || isClosed(error)) return;
+        core.stats.acceptErrors++;
+        core.log(
+          `accept failed: ${describeError(error)}; retry in ${backoff} ms`,
+        );
+        await sleep(backoff, stopping.signal);
+        backoff = Math.min(backoff * 2, 5_000);
+        continue;
+      }
+      backoff = 100;
+      if (core.stats.active >= maxConnections) {
+        // The notes warn past 63 sockets; here the cap is a setting and the
+        // warning comes once per burst of rejections, not once per socket.
+        core.stats.rejected++;
+        if (burst++ === 0) {
+          core.log(
+            `connection cap ${maxConnections} reached: closing new connections`,
+          );
+        }
+        conn.close();
+        continue;
+      }
+      if (burst > 0) {
+        core.log(`below the cap again after rejecting ${burst} connections`);
+        burst = 0;
+      }
+      const remote = formatAddress(conn.remoteAddr as Deno.NetAddr);
+      const session: Session = {
+        id: nextId++,
+        conn,
+        remote,
+        lastActive: performance.now(),
+      };
+      core.sessions.add(session);
+      core.stats.accepted++;
+      core.stats.active++;
+      if (core.stats.active > core.stats.peak) {
+        core.stats.peak = core.stats.active;
+      }
+      if (core.verbose) {
+        core.log(`accepted connection ${session.id} from ${remote}`);
+      }
+      engine.open(session);
+    }
+  }
+
+  async function shutdown(): Promise<EchoStats> {
+    if (!stopping.signal.aborted) {
+      await new Promise((resolve) =>
+        stopping.signal.addEventListener("abort", resolve, { once: true })
+      );
+    }
+    listener.close();
+    await accepting;
+    engine.drain();
+    const timer = new AbortController();
+    const drained = await Promise.race([
+      core.whenEmpty().then(() => true),
+      sleep(grace, timer.signal).then(() => false),
+    ]);
+    timer.abort();
+    if (!drained) {
+      core.log(
+        `grace period over: closing ${core.sessions.size} connections`,
+      );
+      for (const session of [...core.sessions]) engine.close(session);
+    }
+    if (sweep !== undefined) clearInterval(sweep);
+    return { ...core.stats };
+  }
+
+  const accepting = acceptLoop();
+  const finished = shutdown();
+  const onAbort = () => stopping.abort();
+  options.signal?.addEventListener("abort", onAbort, { once: true });
+  if (options.signal?.aborted) stopping.abort();
+  finished.finally(() => options.signal?.removeEventListener("abort", onAbort));
+
+  return {
+    addr,
+    stats: () => ({ ...core.stats }),
+    finished,
+    close() {
+      stopping.abort();
+      return finished;
+    },
+    [Symbol.asyncDispose]() {
+      stopping.abort();
+      return finished.then(() => {});
+    },
+  };
+}
+
+/** Sleeps `ms`, or less if `signal` aborts first; never rejects. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  if (signal?.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
+
+/** Formats final counters as the one line a server prints when it stops. */
+export function formatStats(stats: EchoStats): string {
+  return `stats: ${stats.accepted} connections served, peak ${stats.peak} ` +
+    `concurrent, ${stats.bytesEchoed} bytes echoed, ${stats.errors} errors, ` +
+    `${stats.rejected} rejected over the cap, ${stats.idleClosed} closed ` +
+    `idle, ${stats.acceptErrors} accept errors`;
+}
+
+/** The command-line options both echo servers take. */
+export const ECHO_OPTIONS: Record<string, OptionSpec> = {
+  hostname: {
+    type: "string",
+    default: "127.0.0.1",
+    arg: "ADDR",
+    description: "Address to listen on.",
+  },
+  port: {
+    type: "string",
+    short: "p",
+    default: String(DEFAULT_PORT),
+    arg: "PORT",
+    description: "Port to listen on; 0 picks a free one.",
+  },
+  "max-connections": {
+    type: "string",
+    default: "10000",
+    arg: "N",
+    description: "Connections served at once; past it new ones are closed.",
+  },
+  "idle-timeout": {
+    type: "string",
+    default: "0",
+    arg: "SECONDS",
+    description: "Close a connection idle this long; 0 is off.",
+  },
+  grace: {
+    type: "string",
+    default: "5",
+    arg: "SECONDS",
+    description: "On SIGINT/SIGTERM, time allowed to finish echoing.",
+  },
+  verbose: {
+    type: "boolean",
+    short: "v",
+    description: "Log each accept and close.",
+  },
+};
+
+/** Reads the shared echo options out of parsed values. */
+export function parseEchoOptions(
+  values: Record<string, unknown>,
+): Required<
+  Pick<
+    EchoServerOptions,
+    "hostname" | "port" | "maxConnections" | "idleTimeout" | "grace" | "verbose"
+  >
+> {
+  return {
+    hostname: String(values.hostname),
+    port: parsePort(values.port),
+    maxConnections: parseInteger(
+      values["max-connections"],
+      "--max-connections",
+      1,
+    ),
+    idleTimeout: parseSeconds(values["idle-timeout"], "--idle-timeout", true),
+    grace: parseSeconds(values.grace, "--grace", true),
+    verbose: values.verbose === true,
+  };
+}
+
+/**
+ * The command line of an echo server: parse, bind, print `listening on`,
+ * serve until SIGINT/SIGTERM, print the stats, exit 0. `serve` turns the
+ * parsed values into a running server.
+ */
+export async function echoServerMain(
+  args: string[],
+  spec: CommandSpec,
+  serve: (
+    values: Record<string, unknown>,
+    signal: AbortSignal,
+  ) => Promise<EchoServer> | EchoServer,
+): Promise<number> {
+  const parsed = parseCommandLine(args, spec);
+  if (!parsed) return 0;
+  using shutdown = shutdownSignal();
+  const server = await serve(parsed.values, shutdown.signal);
+  printListening(server.addr);
+  const stats = await server.finished;
+  console.log(formatStats(stats));
+  return 0;
+}
+
+export { listenTcp };
