@@ -1,0 +1,188 @@
+/**
+ * `deno task compile`: builds each script of socket-notes into a single
+ * executable under `dist/`, with the permissions it needs baked in and no
+ * more.
+ *
+ * `deno compile` joins the program to Deno's runtime binary (denort), which
+ * it downloads from dl.deno.land unless `DENORT_BIN` names a local copy or a
+ * copy is already cached in `DENO_DIR`. Where none of those can be had, this
+ * task says so in one line and exits 1: it never writes a fake binary.
+ *
+ * Requires `--allow-read`, `--allow-env`, `--allow-run` (to run
+ * `deno compile`) and `--allow-write=dist`.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import {
+  CliError,
+  type CommandSpec,
+  parseCommandLine,
+  runMain,
+  UsageError,
+} from "../_cli.ts";
+
+/** A script to compile and the permissions its binary gets. */
+export interface CompileTarget {
+  /** Path of the script, from the project root. */
+  script: string;
+  /** Name of the executable in `dist/`. */
+  name: string;
+  /** Permission flags baked into the executable. */
+  permissions: string[];
+  /** Extra modules the script loads at run time (Worker modules). */
+  include?: string[];
+}
+
+/** Every script of the project with its least permissions. */
+export const TARGETS: CompileTarget[] = [
+  {
+    script: "servers/sequential.ts",
+    name: "sequential",
+    permissions: ["--allow-net"],
+  },
+  { script: "clients/client.ts", name: "client", permissions: ["--allow-net"] },
+  {
+    script: "tools/hostinfo.ts",
+    name: "hostinfo",
+    permissions: ["--allow-net", "--allow-sys=hostname,networkInterfaces"],
+  },
+  {
+    script: "servers/select_echo.ts",
+    name: "select_echo",
+    permissions: ["--allow-net"],
+  },
+  {
+    script: "servers/completion_echo.ts",
+    name: "completion_echo",
+    permissions: ["--allow-net", "--unstable-net"],
+  },
+  {
+    script: "tools/netstat.ts",
+    name: "netstat",
+    permissions: ["--allow-net", "--allow-read=/proc", "--allow-run=netstat"],
+  },
+  { script: "tools/load.ts", name: "load", permissions: ["--allow-net"] },
+];
+
+/** Deno's target triple for this machine, as denort's file name uses it. */
+function target(): string {
+  return Deno.build.target;
+}
+
+/**
+ * Finds a Deno runtime (denort) that `deno compile` can use without the
+ * network: `DENORT_BIN`, or the copy `deno compile` caches in `DENO_DIR`.
+ *
+ * @returns Where it is, or `undefined` if `deno compile` must download it.
+ */
+export function findRuntime(): string | undefined {
+  const bin = Deno.env.get("DENORT_BIN");
+  if (bin) {
+    try {
+      if (Deno.statSync(bin).isFile) return `DENORT_BIN=${bin}`;
+    } catch {
+      throw new CliError(`DENORT_BIN "${bin}" is not a file`);
+    }
+  }
+  const home = Deno.env.get("HOME") ?? "";
+  const dirs = [
+    Deno.env.get("DENO_DIR"),
+    Deno.env.get("XDG_CACHE_HOME") &&
+    join(Deno.env.get("XDG_CACHE_HOME")!, "deno"),
+    home && join(home, ".cache", "deno"),
+  ].filter((d): d is string => Boolean(d));
+  const file = `denort-${target()}.zip`;
+  for (const dir of dirs) {
+    const cached = join(dir, "dl", "release", `v${Deno.version.deno}`, file);
+    try {
+      if (Deno.statSync(cached).isFile) return cached;
+    } catch {
+      // not cached there
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Compiles `target` into `outDir`.
+ *
+ * @throws {CliError} With `deno compile`'s first error line.
+ */
+export async function compile(
+  entry: CompileTarget,
+  outDir: string,
+): Promise<string> {
+  const output = join(outDir, entry.name);
+  const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "compile",
+      "--quiet",
+      ...entry.permissions,
+      ...(entry.include ?? []).flatMap((m) => ["--include", m]),
+      "--output",
+      output,
+      entry.script,
+    ],
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (code !== 0) {
+    const text = new TextDecoder().decode(stderr);
+    if (/base binary|dl\.deno\.land|error sending request/i.test(text)) {
+      throw new CliError(
+        `Cannot compile: deno compile needs Deno's runtime (denort-${target()}` +
+          `.zip for ${Deno.version.deno}), which could not be downloaded ` +
+          "from dl.deno.land and is neither cached nor named by DENORT_BIN",
+      );
+    }
+    const first = text.split("\n").find((l) => l.includes("error")) ?? text;
+    throw new CliError(
+      `deno compile ${entry.script} failed: ${
+        first.replace(/^.*error:\s*/, "")
+      }`,
+    );
+  }
+  return output;
+}
+
+const COMMAND: CommandSpec = {
+  name: "tools/compile.ts",
+  summary: "Builds each script into a single executable in dist/ with its " +
+    "permissions baked in. Needs Deno's runtime (denort): DENORT_BIN, a " +
+    "cached copy, or access to dl.deno.land.",
+  positionals: "[NAME...]",
+  options: {
+    out: {
+      type: "string",
+      default: "dist",
+      arg: "DIR",
+      description: "Where the executables go.",
+    },
+  },
+  epilog: `Names: ${TARGETS.map((t) => t.name).join(", ")} (default: all).`,
+};
+
+/** The command line: check for the runtime, then compile each target. */
+export async function main(args: string[]): Promise<number> {
+  const parsed = parseCommandLine(args, COMMAND);
+  if (!parsed) return 0;
+  const wanted = parsed.positionals.length > 0
+    ? parsed.positionals.map((name) => {
+      const found = TARGETS.find((t) => t.name === name);
+      if (!found) throw new UsageError(`Unknown target "${name}" (see --help)`);
+      return found;
+    })
+    : TARGETS;
+  const outDir = String(parsed.values.out);
+  await Deno.mkdir(outDir, { recursive: true });
+  console.log(`runtime: ${findRuntime() ?? "download from dl.deno.land"}`);
+  for (const entry of wanted) {
+    const output = await compile(entry, outDir);
+    console.log(`${output}  (${entry.permissions.join(" ")})`);
+  }
+  return 0;
+}
+
+if (import.meta.main) runMain(main);

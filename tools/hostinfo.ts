@@ -1,0 +1,198 @@
+/**
+ * The notes' "Get IP address of local machine" (`gethostname`,
+ * `gethostbyname`): the host's name, the addresses that name resolves to
+ * through the system resolver (the path `gethostbyname` takes, `/etc/hosts`
+ * included), and every interface address. Given a name it resolves that
+ * instead; given an address it reverse-resolves it (`gethostbyaddr`).
+ *
+ * Requires `--allow-sys=hostname,networkInterfaces` and `--allow-net` (for
+ * the names it resolves).
+ *
+ * @module
+ */
+
+import { isIP } from "node:net";
+import { lookup, lookupService } from "node:dns/promises";
+import {
+  type CommandSpec,
+  parseCommandLine,
+  runMain,
+  UsageError,
+} from "../_cli.ts";
+
+/** One address of a network interface. */
+export interface InterfaceAddress {
+  /** Interface name, as `lo` or `eth0`. */
+  name: string;
+  /** `IPv4` or `IPv6`. */
+  family: "IPv4" | "IPv6";
+  /** The address with its prefix length, as `127.0.0.1/8`. */
+  cidr: string;
+  /** The address alone. */
+  address: string;
+  /** Whether it is a loopback address (127.0.0.0/8 or ::1). */
+  loopback: boolean;
+}
+
+/** What {@linkcode hostInfo} finds. */
+export interface HostInfo {
+  /** The host name (`gethostname`). */
+  hostname: string;
+  /** The name that was resolved: the host name, or the one asked for. */
+  query: string;
+  /** Addresses `query` resolves to, in resolver order (`gethostbyname`). */
+  addresses: { address: string; family: "IPv4" | "IPv6" }[];
+  /** Name an address resolves back to (`gethostbyaddr`), when one was asked. */
+  reverse?: string;
+  /** Why `query` did not resolve, if it did not. */
+  error?: string;
+  /** Every interface address. */
+  interfaces: InterfaceAddress[];
+}
+
+/** Whether `address` is a loopback address. */
+export function isLoopback(address: string): boolean {
+  return address === "::1" || /^127\./.test(address) ||
+    /^::ffff:127\./i.test(address);
+}
+
+/**
+ * Lists every interface address, marking the loopback ones.
+ *
+ * Requires `--allow-sys=networkInterfaces`.
+ *
+ * @returns One entry per address, in the system's order.
+ *
+ * @example
+ * ```ts
+ * import { interfaceAddresses } from "./hostinfo.ts";
+ *
+ * console.log(interfaceAddresses().some((a) => a.loopback)); // true
+ * ```
+ */
+export function interfaceAddresses(): InterfaceAddress[] {
+  return Deno.networkInterfaces().map((i) => ({
+    name: i.name,
+    family: i.family,
+    cidr: i.cidr,
+    address: i.address,
+    loopback: isLoopback(i.address),
+  }));
+}
+
+/**
+ * Gathers the host name, what a name resolves to (the host's own by
+ * default), or what an address resolves back to, and the interfaces.
+ *
+ * Requires `--allow-sys=hostname,networkInterfaces` and `--allow-net`.
+ *
+ * @param target A name to resolve or an address to reverse-resolve; the
+ * host's own name if omitted.
+ * @returns What was found; a failed lookup is reported in `error`.
+ *
+ * @example
+ * ```ts
+ * import { hostInfo } from "./hostinfo.ts";
+ *
+ * const info = await hostInfo("localhost");
+ * console.log(info.addresses.length > 0); // true
+ * ```
+ */
+export async function hostInfo(target?: string): Promise<HostInfo> {
+  const hostname = Deno.hostname();
+  const query = target ?? hostname;
+  const info: HostInfo = {
+    hostname,
+    query,
+    addresses: [],
+    interfaces: interfaceAddresses(),
+  };
+  const literal = query.replace(/^\[(.*)\]$/, "$1");
+  try {
+    if (isIP(literal)) {
+      info.addresses = [{
+        address: literal,
+        family: isIP(literal) === 6 ? "IPv6" : "IPv4",
+      }];
+      // getnameinfo, as gethostbyaddr: /etc/hosts first, then DNS.
+      info.reverse = (await lookupService(literal, 0)).hostname;
+    } else {
+      const found = await lookup(literal, { all: true });
+      info.addresses = found.map((a) => ({
+        address: a.address,
+        family: a.family === 6 ? "IPv6" : "IPv4",
+      }));
+    }
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    info.error = code === "ENOTFOUND"
+      ? "no such host (ENOTFOUND)"
+      : code ?? String(error);
+  }
+  return info;
+}
+
+/** Renders {@linkcode HostInfo} as the text the command prints. */
+export function formatHostInfo(info: HostInfo): string {
+  const lines = [`host name: ${info.hostname}`];
+  const label = info.query === info.hostname
+    ? "resolves to"
+    : `${info.query} resolves to`;
+  if (info.error) {
+    lines.push(`${label}: ${info.error}`);
+  } else {
+    lines.push(`${label}:`);
+    for (const a of info.addresses) {
+      lines.push(`  ${a.address}  (${a.family})`);
+    }
+  }
+  if (info.reverse !== undefined) {
+    lines.push(`${info.query} reverse-resolves to: ${info.reverse}`);
+  }
+  lines.push("interfaces:");
+  const rows = info.interfaces.map((i) => [
+    i.name,
+    i.family,
+    i.cidr,
+    i.loopback ? "loopback" : "",
+  ]);
+  const widths = [0, 1, 2].map((c) =>
+    Math.max(...rows.map((r) => r[c]?.length ?? 0))
+  );
+  for (const r of rows) {
+    lines.push(
+      `  ${r.map((cell, c) => cell.padEnd(widths[c] ?? 0)).join("  ")}`
+        .trimEnd(),
+    );
+  }
+  return lines.join("\n");
+}
+
+const COMMAND: CommandSpec = {
+  name: "tools/hostinfo.ts",
+  summary:
+    "Prints the host name, the addresses it resolves to (gethostbyname, " +
+    "/etc/hosts included) and every interface address. Given NAME, " +
+    "resolves it; given an ADDRESS, reverse-resolves it (gethostbyaddr).",
+  positionals: "[NAME | ADDRESS]",
+  options: {
+    json: { type: "boolean", description: "Print one JSON object." },
+  },
+  epilog: "Exit status: 0, or 1 if the name or address does not resolve.",
+};
+
+/** The command line: gather, print as text or JSON. */
+export async function main(args: string[]): Promise<number> {
+  const parsed = parseCommandLine(args, COMMAND);
+  if (!parsed) return 0;
+  if (parsed.positionals.length > 1) {
+    throw new UsageError("Give at most one name or address (see --help)");
+  }
+  const info = await hostInfo(parsed.positionals[0]);
+  console.log(
+    parsed.values.json ? JSON.stringify(info, null, 2) : formatHostInfo(info),
+  );
+  return info.error ? 1 : 0;
+}
+
+if (import.meta.main) runMain(main);
