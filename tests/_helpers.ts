@@ -1,0 +1,228 @@
+/**
+ * Test helpers shared by the test files: run a script of the project as a
+ * subprocess (with the permissions its task or README gives it), wait for
+ * its `listening on` line, read its output line by line.
+ *
+ * @module
+ */
+
+import { fileURLToPath } from "node:url";
+
+/** The project root, as a path. */
+export const ROOT: string = fileURLToPath(new URL("../", import.meta.url));
+
+/** Permissions each script is run with in tests: what its README line gives. */
+export const SCRIPT_PERMISSIONS: Record<string, string[]> = {
+  "servers/sequential.ts": ["--allow-net=127.0.0.1,[::1]"],
+  "servers/select_echo.ts": ["--allow-net=127.0.0.1,[::1]"],
+  "servers/completion_echo.ts": ["--allow-net=127.0.0.1,[::1]"],
+  "clients/client.ts": ["--allow-net"],
+  "tools/hostinfo.ts": [
+    "--allow-net",
+    "--allow-sys=hostname,networkInterfaces",
+  ],
+  "tools/netstat.ts": ["--allow-read=/proc", "--allow-net=127.0.0.1,[::1]"],
+  "tools/load.ts": ["--allow-net=127.0.0.1,[::1]", "--allow-read=/proc/self"],
+  "tools/compile.ts": [
+    "--allow-read",
+    "--allow-env",
+    "--allow-run",
+    "--allow-write",
+  ],
+};
+
+/** What a finished subprocess printed. */
+export interface Output {
+  /** Exit code. */
+  code: number;
+  /** Everything on stdout. */
+  stdout: string;
+  /** Everything on stderr. */
+  stderr: string;
+}
+
+function denoArgs(script: string, args: string[], perms?: string[]) {
+  return [
+    "run",
+    "--quiet",
+    ...(perms ?? SCRIPT_PERMISSIONS[script] ?? []),
+    script,
+    ...args,
+  ];
+}
+
+/** Runs `script` with `args` to completion. */
+export async function runScript(
+  script: string,
+  args: string[],
+  options: { perms?: string[]; env?: Record<string, string> } = {},
+): Promise<Output> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: denoArgs(script, args, options.perms),
+    cwd: ROOT,
+    env: { NO_COLOR: "1", ...options.env },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  return {
+    code: out.code,
+    stdout: decoder.decode(out.stdout),
+    stderr: decoder.decode(out.stderr),
+  };
+}
+
+/** A script running in the background, read line by line. */
+export class Running implements AsyncDisposable {
+  /** The subprocess. */
+  readonly child: Deno.ChildProcess;
+  /** Lines of stdout seen so far. */
+  readonly lines: string[] = [];
+  #stdout: AsyncIterator<string>;
+  #stderr: Promise<string>;
+  #done?: Promise<Output>;
+
+  /** Starts `script` with `args`. */
+  constructor(script: string, args: string[], perms?: string[]) {
+    this.child = new Deno.Command(Deno.execPath(), {
+      args: denoArgs(script, args, perms),
+      cwd: ROOT,
+      env: { NO_COLOR: "1" },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.#stdout = this.child.stdout
+      .pipeThrough(new TextDecoderStream())
+      .pipeThrough(lineSplitter())[Symbol.asyncIterator]();
+    this.#stderr = new Response(this.child.stderr).text();
+  }
+
+  /** Waits for the next stdout line; `null` at the end of the output. */
+  async nextLine(): Promise<string | null> {
+    const next = await this.#stdout.next();
+    if (next.done) return null;
+    this.lines.push(next.value);
+    return next.value;
+  }
+
+  /** Waits for a stdout line that matches `pattern` and returns it. */
+  async waitFor(pattern: RegExp): Promise<string> {
+    while (true) {
+      const line = await this.nextLine();
+      if (line === null) {
+        const { code, stderr } = await this.wait();
+        throw new Error(
+          `Exited (${code}) before printing ${pattern}; stderr: ${stderr}`,
+        );
+      }
+      if (pattern.test(line)) return line;
+    }
+  }
+
+  /** Waits for `listening on HOST:PORT` (the first line) and returns the port. */
+  async port(): Promise<number> {
+    const line = await this.nextLine();
+    const match = line?.match(/^listening on (?:\[[^\]]+\]|[^:]+):(\d+)$/);
+    if (!match) {
+      const { stderr } = await this.wait();
+      throw new Error(`Expected "listening on", got ${line}; ${stderr}`);
+    }
+    return Number(match[1]);
+  }
+
+  /** Waits for the exit; returns the code and the rest of the output. */
+  wait(): Promise<Output> {
+    this.#done ??= (async () => {
+      const rest: string[] = [];
+      while (true) {
+        const next = await this.#stdout.next();
+        if (next.done) break;
+        rest.push(next.value);
+      }
+      this.lines.push(...rest);
+      const status = await this.child.status;
+      return {
+        code: status.code,
+        stdout: this.lines.join("\n"),
+        stderr: await this.#stderr,
+      };
+    })();
+    return this.#done;
+  }
+
+  /** Sends `signal` and waits for the exit. */
+  stop(signal: Deno.Signal = "SIGTERM"): Promise<Output> {
+    try {
+      this.child.kill(signal);
+    } catch {
+      // already exited
+    }
+    return this.wait();
+  }
+
+  /** Kills the script if it still runs, and waits. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop("SIGKILL");
+  }
+}
+
+/** A stream that splits text into lines. */
+export function lineSplitter(): TransformStream<string, string> {
+  let rest = "";
+  return new TransformStream({
+    transform(chunk, controller) {
+      const parts = (rest + chunk).split("\n");
+      rest = parts.pop() ?? "";
+      for (const part of parts) controller.enqueue(part);
+    },
+    flush(controller) {
+      if (rest) controller.enqueue(rest);
+    },
+  });
+}
+
+/** Writes all of `bytes` to `conn` (a write may be partial). */
+export async function writeAll(
+  conn: Deno.Conn,
+  bytes: Uint8Array,
+): Promise<void> {
+  while (bytes.length > 0) bytes = bytes.subarray(await conn.write(bytes));
+}
+
+/** Reads from `conn` until the peer ends its data; returns the bytes. */
+export async function readAll(conn: Deno.Conn): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  const buf = new Uint8Array(64 * 1024);
+  while (true) {
+    const n = await conn.read(buf);
+    if (n === null) break;
+    chunks.push(buf.slice(0, n));
+    total += n;
+  }
+  const all = new Uint8Array(total);
+  let at = 0;
+  for (const c of chunks) {
+    all.set(c, at);
+    at += c.length;
+  }
+  return all;
+}
+
+/** Reads from `conn` until a `\n`; returns the text before it. */
+export async function readLine(conn: Deno.Conn): Promise<string | null> {
+  const bytes: number[] = [];
+  const one = new Uint8Array(1);
+  while (true) {
+    const n = await conn.read(one);
+    if (n === null) {
+      return bytes.length
+        ? new TextDecoder().decode(new Uint8Array(bytes))
+        : null;
+    }
+    if (one[0] === 10) return new TextDecoder().decode(new Uint8Array(bytes));
+    bytes.push(one[0]!);
+  }
+}

@@ -1,0 +1,61 @@
+import assert from "node:assert/strict";
+import { findRuntime } from "../tools/compile.ts";
+import { ROOT, runScript } from "./_helpers.ts";
+
+const runtime = findRuntime();
+
+Deno.test({
+  name: "compile task without a runtime fails with one clear line, no binary",
+  ignore: runtime !== undefined,
+  async fn() {
+    await Deno.mkdir(`${ROOT}dist`, { recursive: true });
+    const out = await Deno.makeTempDir({ dir: `${ROOT}dist`, prefix: "test-" });
+    try {
+      const result = await runScript("tools/compile.ts", [
+        "--out",
+        out,
+        "hostinfo",
+      ], { env: { DENO_DIR: out } });
+      assert.equal(result.code, 1);
+      const errors = result.stderr.trim().split("\n");
+      assert.equal(errors.length, 1, result.stderr);
+      assert.match(
+        errors[0]!,
+        /^error: Cannot compile: deno compile needs Deno's runtime \(denort-/,
+      );
+      assert.deepEqual(
+        [...Deno.readDirSync(out)].filter((e) => e.name === "hostinfo"),
+        [],
+      );
+    } finally {
+      await Deno.remove(out, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "compiled hostinfo runs with its baked permissions",
+  // deno compile needs denort: set DENORT_BIN or have it cached to run this.
+  ignore: runtime === undefined,
+  async fn() {
+    await Deno.mkdir(`${ROOT}dist`, { recursive: true });
+    const out = await Deno.makeTempDir({ dir: `${ROOT}dist`, prefix: "test-" });
+    try {
+      const result = await runScript("tools/compile.ts", [
+        "--out",
+        out,
+        "hostinfo",
+      ]);
+      assert.equal(result.code, 0, result.stderr);
+      const run = await new Deno.Command(`${out}/hostinfo`, {
+        args: ["--json", "localhost"],
+        cwd: ROOT,
+      }).output();
+      assert.equal(run.code, 0);
+      const info = JSON.parse(new TextDecoder().decode(run.stdout));
+      assert.equal(info.query, "localhost");
+    } finally {
+      await Deno.remove(out, { recursive: true });
+    }
+  },
+});
