@@ -88,7 +88,7 @@ export function usage(spec: CommandSpec): string {
       spec.positionals ? ` ${spec.positionals}` : ""
     }`,
     "",
-    spec.summary,
+    ...wrap(spec.summary, 78),
     "",
     "Options:",
   ];
@@ -110,6 +110,22 @@ export function usage(spec: CommandSpec): string {
   }
   if (spec.epilog) lines.push("", spec.epilog.trimEnd());
   return lines.join("\n");
+}
+
+/** Breaks `text` into lines of at most `width` characters, at spaces. */
+function wrap(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(/\s+/)) {
+    if (line && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else {
+      line = line ? `${line} ${word}` : word;
+    }
+  }
+  if (line) lines.push(line);
+  return lines;
 }
 
 /**
