@@ -3,17 +3,40 @@
  * and Test Client, a select() echo server, an I/O completion port echo
  * server, host and socket diagnostics, and an echo load generator.
  *
- * @example
- * ```ts ignore
- * import { serveSequential } from "@socket-notes/socket-notes";
+ * @example The notes' conversation, in one program
+ * ```ts
+ * import { runTestClient, serveSequential } from "./mod.ts";
+ *
+ * await using server = serveSequential({ port: 0, log: () => {} });
+ * const lines = await runTestClient({ port: server.addr.port, log: () => {} });
+ * console.log(lines); // ["Test Server", "Say Goodbye"]
  * ```
  *
  * @module
  */
 
 // servers/sequential.ts
+export {
+  NOTES_PORT,
+  type SequentialServer,
+  type SequentialServerOptions,
+  serveSequential,
+} from "./servers/sequential.ts";
 // clients/client.ts
+export {
+  resolveHost,
+  runTestClient,
+  type TestClientOptions,
+} from "./clients/client.ts";
 // tools/hostinfo.ts
+export {
+  formatHostInfo,
+  type HostInfo,
+  hostInfo,
+  type InterfaceAddress,
+  interfaceAddresses,
+  isLoopback,
+} from "./tools/hostinfo.ts";
 // servers/select_echo.ts
 // servers/completion_echo.ts
 // tools/netstat.ts
