@@ -13,6 +13,9 @@
 
 import { parseArgs } from "node:util";
 
+/** The notes' port, `0x9988`: the default of every server and client here. */
+export const NOTES_PORT = 0x9988;
+
 /** Exit code for a usage mistake: unknown option, bad value, missing argument. */
 export const EXIT_USAGE = 2;
 /** Exit code for a runtime failure: cannot bind, cannot connect, timeout. */

@@ -21,6 +21,7 @@ import {
   type CommandSpec,
   describeError,
   formatAddress,
+  NOTES_PORT,
   parseCommandLine,
   parsePort,
   parseSeconds,
@@ -112,7 +113,7 @@ export async function runTestClient(
   options: TestClientOptions = {},
 ): Promise<string[]> {
   const host = options.host ?? "127.0.0.1";
-  const port = options.port ?? 0x9988;
+  const port = options.port ?? NOTES_PORT;
   const timeout = options.timeout ?? 10_000;
   const log = options.log ?? ((line: string) => console.log(line));
   const address = await resolveHost(host, timeout);
@@ -174,7 +175,7 @@ const COMMAND: CommandSpec = {
     port: {
       type: "string",
       short: "p",
-      default: String(0x9988),
+      default: String(NOTES_PORT),
       arg: "PORT",
       description: "Server port.",
     },

@@ -27,6 +27,7 @@ import {
   type CommandSpec,
   formatAddress,
   listenTcp,
+  NOTES_PORT,
   parseCommandLine,
   parsePort,
   parseSeconds,
@@ -43,8 +44,7 @@ import {
   writeText,
 } from "../_line_io.ts";
 
-/** The notes' `PORT_TO_SERVE`: `0x9988`. */
-export const NOTES_PORT = 0x9988;
+export { NOTES_PORT };
 
 /** Options of {@linkcode serveSequential}. */
 export interface SequentialServerOptions {
