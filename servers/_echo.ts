@@ -46,6 +46,13 @@ export interface EchoServerOptions {
   log?: (line: string) => void;
   /** Aborting it shuts the server down as `close()` does. */
   signal?: AbortSignal;
+  /**
+   * A counter of open connections shared by several servers (element 0 of a
+   * `SharedArrayBuffer`-backed array, updated with `Atomics`), so that
+   * `maxConnections` caps them together: servers in Web Workers sharing one
+   * port through `reusePort`. Without it the cap counts this server alone.
+   */
+  sharedActive?: Int32Array;
 }
 
 /** Counters of an echo server, live. */
@@ -66,6 +73,11 @@ export interface EchoStats {
   idleClosed: number;
   /** Failed `accept()` calls (EMFILE and the like). */
   acceptErrors: number;
+  /**
+   * With several threads (Web Workers sharing the port), each one's
+   * counters, in thread order; the fields above are their sums.
+   */
+  perThread?: EchoStats[];
 }
 
 /** A running echo server, as returned by `serveSelectEcho` and friends. */
@@ -107,6 +119,11 @@ export interface EchoEngine {
    * has read is written back (calling `core.end` for each).
    */
   drain(): void;
+  /**
+   * Optional: every session has ended; release what the engine holds (worker
+   * loops, queues). The server's `finished` waits for it.
+   */
+  stop?(): void | Promise<void>;
 }
 
 /**
@@ -132,11 +149,31 @@ export class EchoCore {
   /** Whether accepts and closes are logged. */
   readonly verbose: boolean;
   #emptied?: () => void;
+  #shared?: Int32Array;
 
-  /** Builds a core that logs through `log`. */
-  constructor(log: (line: string) => void, verbose: boolean) {
+  /**
+   * Builds a core that logs through `log`. `sharedActive` is the optional
+   * cross-server counter of {@linkcode EchoServerOptions.sharedActive}.
+   */
+  constructor(
+    log: (line: string) => void,
+    verbose: boolean,
+    sharedActive?: Int32Array,
+  ) {
     this.log = log;
     this.verbose = verbose;
+    this.#shared = sharedActive;
+  }
+
+  /**
+   * Takes a place under the cap `max`; false when it is full. Each `true`
+   * is given back by `end` for the session that took it.
+   */
+  admit(max: number): boolean {
+    if (this.#shared === undefined) return this.stats.active < max;
+    if (Atomics.add(this.#shared, 0, 1) < max) return true;
+    Atomics.sub(this.#shared, 0, 1);
+    return false;
   }
 
   /**
@@ -146,6 +183,7 @@ export class EchoCore {
   end(session: Session, error?: unknown): void {
     if (!this.sessions.delete(session)) return;
     this.stats.active--;
+    if (this.#shared !== undefined) Atomics.sub(this.#shared, 0, 1);
     if (error !== undefined) {
       this.stats.errors++;
       this.log(
@@ -198,6 +236,7 @@ export function runEchoServer(
   const core = new EchoCore(
     options.log ?? ((line) => console.error(line)),
     options.verbose ?? false,
+    options.sharedActive,
   );
   const engine = makeEngine(core);
   const stopping = new AbortController();
@@ -242,7 +281,7 @@ export function runEchoServer(
         continue;
       }
       backoff = 100;
-      if (core.stats.active >= maxConnections) {
+      if (!core.admit(maxConnections)) {
         // The notes warn past 63 sockets; here the cap is a setting and the
         // warning comes once per burst of rejections, not once per socket.
         core.stats.rejected++;
@@ -300,6 +339,7 @@ export function runEchoServer(
       for (const session of [...core.sessions]) engine.close(session);
     }
     if (sweep !== undefined) clearInterval(sweep);
+    await engine.stop?.();
     return { ...core.stats };
   }
 
@@ -341,10 +381,45 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 
 /** Formats final counters as the one line a server prints when it stops. */
 export function formatStats(stats: EchoStats): string {
+  const threads = stats.perThread
+    ? `; per thread: ${
+      stats.perThread.map((t) => t.accepted).join(", ")
+    } connections`
+    : "";
   return `stats: ${stats.accepted} connections served, peak ${stats.peak} ` +
     `concurrent, ${stats.bytesEchoed} bytes echoed, ${stats.errors} errors, ` +
     `${stats.rejected} rejected over the cap, ${stats.idleClosed} closed ` +
-    `idle, ${stats.acceptErrors} accept errors`;
+    `idle, ${stats.acceptErrors} accept errors${threads}`;
+}
+
+/**
+ * Adds up the counters of several servers (threads sharing a port) and keeps
+ * each one's in `perThread`. `peak` is the sum of the peaks: an upper bound,
+ * as the threads need not have peaked at the same moment.
+ */
+export function sumStats(list: EchoStats[]): EchoStats {
+  const total: EchoStats = {
+    accepted: 0,
+    rejected: 0,
+    active: 0,
+    peak: 0,
+    bytesEchoed: 0,
+    errors: 0,
+    idleClosed: 0,
+    acceptErrors: 0,
+  };
+  for (const s of list) {
+    total.accepted += s.accepted;
+    total.rejected += s.rejected;
+    total.active += s.active;
+    total.peak += s.peak;
+    total.bytesEchoed += s.bytesEchoed;
+    total.errors += s.errors;
+    total.idleClosed += s.idleClosed;
+    total.acceptErrors += s.acceptErrors;
+  }
+  total.perThread = list.map((s) => ({ ...s }));
+  return total;
 }
 
 /** The command-line options both echo servers take. */
