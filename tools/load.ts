@@ -13,6 +13,11 @@
  * (coordinated omission). Latencies go into a log-bucket histogram, never an
  * array of samples; the per-message path reuses its buffers.
  *
+ * Two socket engines: `Deno.TcpConn`, the faster, and `node:net`, which
+ * stays fair past about 128 busy connections where `Deno.TcpConn` starves
+ * some connections for seconds (a load generator must not report its own
+ * stalls as the server's).
+ *
  * @example
  * ```sh
  * deno run --allow-net=127.0.0.1 tools/load.ts --port 39304 -c 50 -d 5
@@ -21,12 +26,14 @@
  * @module
  */
 
+import net from "node:net";
 import process from "node:process";
 import {
   CliError,
   type CommandSpec,
   describeError,
   formatAddress,
+  NOTES_PORT,
   parseCommandLine,
   parseInteger,
   parseSeconds,
@@ -34,13 +41,23 @@ import {
   shutdownSignal,
   UsageError,
 } from "../_cli.ts";
-import { DEFAULT_PORT, isClosed, isPeerGone, sleep } from "../servers/_echo.ts";
+import { isClosed, isPeerGone, sleep } from "../servers/_echo.ts";
 import { LatencyHistogram } from "./_histogram.ts";
 
 export { LatencyHistogram };
 
 /** How each connection drives the server. */
 export type LoadMode = "pingpong" | "stream";
+
+/** Which socket API drives the connections; see {@linkcode LoadOptions}. */
+export type LoadEngine = "net" | "deno";
+
+/**
+ * Most active connections the `auto` engine drives with `Deno.TcpConn`;
+ * past it, `node:net`. Measured on the project's machine: at 128 busy
+ * connections Deno.TcpConn kept p99.9 at 5 ms, at 250 it was 400 ms.
+ */
+export const FAIR_LIMIT = 128;
 
 /** What {@linkcode runLoad} does. */
 export interface LoadOptions {
@@ -64,6 +81,13 @@ export interface LoadOptions {
   ramp?: number;
   /** Stream mode: most bytes in flight per connection. Default 256 KiB. */
   window?: number;
+  /**
+   * How sockets are driven: `deno`, `Deno.TcpConn`, the faster, but unfair
+   * past about 128 busy connections (some stall for seconds); `net`,
+   * `node:net`, fair to every connection; `auto` (default), `deno` up to
+   * {@linkcode FAIR_LIMIT} active connections, `net` above.
+   */
+  engine?: LoadEngine | "auto";
   /** Give up on one connect after this many ms. Default 5000. */
   connectTimeout?: number;
   /** After the run, how long outstanding echoes may take, in ms. Default 5000. */
@@ -130,6 +154,8 @@ export interface LoadReport {
   window: number;
   /** Messages per second per connection asked for; 0 is closed loop. */
   rate: number;
+  /** Socket API used. */
+  engine: LoadEngine;
   /** Connections that came up (active and idle). */
   connected: number;
   /** Milliseconds the connect ramp took. */
@@ -179,8 +205,6 @@ export interface LoadReport {
 
 /** Most memory the shared byte pattern may take. */
 const PATTERN_BUDGET = 64 * 1024 * 1024;
-/** Messages up to this size are written before reading; larger ones at once. */
-const SEQUENTIAL_LIMIT = 64 * 1024;
 /** Stream reads go into a buffer of this size (or the message size, if larger). */
 const STREAM_READ = 64 * 1024;
 /** Most distinct error messages kept for the report. */
@@ -319,63 +343,184 @@ interface Run {
   readonly interval: number;
   /** Aborts when traffic should stop (duration over or caller's signal). */
   readonly stop: AbortSignal;
+  /** Resolves when traffic starts, once every connection is up. */
+  readonly started: Promise<void>;
   /** When traffic started (`performance.now()`). */
   startedAt: number;
-  /** Set when the drain timed out: flows still open lost bytes. */
-  drainExpired: boolean;
 }
 
-/** One active connection and its reusable buffers. */
+/**
+ * One connection's state and reusable buffers. The engines move bytes; the
+ * flow decides what goes out next ({@linkcode nextMessage}) and checks what
+ * comes back ({@linkcode consume}), so both engines check alike. Pingpong is
+ * a stream whose window is one message.
+ */
 class Flow {
-  /** Position of this connection; picks its first slot. */
+  /** Position of this connection; picks its first slot and its schedule. */
   readonly index: number;
-  readonly conn: Deno.TcpConn;
-  /** Receive buffer, 4 bytes longer than used so reads can start aligned. */
+  /** Receive buffer, 4 bytes longer than a read so reads can start aligned. */
   readonly recv: Uint8Array;
+  /** `recv` as 32-bit words. */
   readonly recv32: Int32Array;
-  /** `recv` viewed from offsets 0..3, made once (stream mode). */
+  /** `recv` viewed from offsets 0..3, made once. */
   readonly recvViews: Uint8Array[];
+  /** Most bytes one read may bring. */
+  readonly readLength: number;
+  /** When each message in flight was due, by message number mod length. */
+  readonly ring: Float64Array;
   /** Bytes written so far. */
   sent = 0;
   /** Bytes echoed and checked so far. */
   received = 0;
-  /** This flow ended on its own terms or was closed by the run. */
+  /** Slot of the next message to send. */
+  sendSlot: number;
+  /** Number of the next message to send. */
+  sendIndex = 0;
+  /** Open loop: when the next message is due. */
+  due = 0;
+  /** Slot of the message being received. */
+  recvSlot: number;
+  /** Number of the message being received. */
+  recvIndex = 0;
+  /** Bytes of the message being received already checked. */
+  offset = 0;
+  /** The flow has ended; its connection is closed or closing. */
   done = false;
-  /** Stream mode: wakes the writer when the window opens. */
+  /** Closes the connection (set by the engine). */
+  close: () => void = () => {};
+  /** Deno engine: wakes the writer when the window opens. */
   wake: (() => void) | undefined = undefined;
 
-  constructor(index: number, conn: Deno.TcpConn, readLength: number) {
+  constructor(run: Run, index: number, readLength: number) {
     this.index = index;
-    this.conn = conn;
+    this.readLength = readLength;
     const buffer = new ArrayBuffer(Math.ceil((readLength + 4) / 4) * 4);
     this.recv = new Uint8Array(buffer);
     this.recv32 = new Int32Array(buffer);
     this.recvViews = [0, 1, 2, 3].map((a) =>
       new Uint8Array(buffer, a, readLength)
     );
+    this.ring = new Float64Array(Math.ceil(run.window / run.size) + 1);
+    this.sendSlot = this.recvSlot = index % run.pattern.slots;
   }
+}
 
-  /** Closes the connection once; later calls do nothing. */
-  close(): void {
-    if (this.done) return;
-    this.done = true;
-    try {
-      this.conn.close();
-    } catch {
-      // Already closed by a failed operation: nothing left to release.
+/** Whether `flow` may send another message without passing the window. */
+function windowOpen(run: Run, flow: Flow): boolean {
+  return flow.sent - flow.received + run.size <= run.window;
+}
+
+/**
+ * Books the next message of `flow` as sent at `start` and returns its bytes:
+ * a view made once, so nothing is allocated.
+ */
+function nextMessage(run: Run, flow: Flow, start: number): Uint8Array {
+  flow.ring[flow.sendIndex % flow.ring.length] = start;
+  flow.sendIndex++;
+  flow.sent += run.size;
+  run.tally.bytesSent += run.size;
+  const view = run.pattern.views[flow.sendSlot]!;
+  flow.sendSlot = flow.sendSlot + 1 === run.pattern.slots
+    ? 0
+    : flow.sendSlot + 1;
+  return view;
+}
+
+/**
+ * Open loop: when the next message may go. Returns the time it was due, or
+ * -1 if it is not due yet (then `flow.due - performance.now()` ms remain).
+ */
+function dueTime(run: Run, flow: Flow): number {
+  if (run.interval === 0) return performance.now();
+  // Timers fire at millisecond granularity; within 0.2 ms, send now.
+  if (flow.due > performance.now() + 0.2) return -1;
+  const due = flow.due;
+  flow.due += run.interval;
+  return due;
+}
+
+/**
+ * Checks `n` echoed bytes that sit at `flow.recv[at..]` against what was
+ * sent at that offset, message by message, and times each message that is
+ * now complete. Bytes beyond what was sent are counted as extra.
+ */
+function consume(run: Run, flow: Flow, at: number, n: number): void {
+  const { pattern, size, tally } = run;
+  if (flow.received + n > flow.sent) {
+    tally.extraBytes += flow.received + n - flow.sent;
+    tally.note("the server sent more bytes than it was sent");
+    n = flow.sent - flow.received;
+  }
+  flow.received += n;
+  tally.bytesEchoed += n;
+  while (n > 0) {
+    const take = Math.min(n, size - flow.offset);
+    tally.mismatchedBytes += countMismatches(
+      flow.recv,
+      flow.recv32,
+      at,
+      pattern.bytes,
+      pattern.words,
+      flow.recvSlot * pattern.stride + flow.offset,
+      take,
+    );
+    at += take;
+    n -= take;
+    flow.offset += take;
+    if (flow.offset === size) {
+      run.histogram.record(
+        performance.now() - flow.ring[flow.recvIndex % flow.ring.length]!,
+      );
+      flow.recvIndex++;
+      tally.messages++;
+      flow.offset = 0;
+      flow.recvSlot = flow.recvSlot + 1 === pattern.slots
+        ? 0
+        : flow.recvSlot + 1;
     }
   }
 }
 
+/** Counts the bytes `flow` will never get back, once. */
+function loseOutstanding(run: Run, flow: Flow): void {
+  run.tally.missingBytes += flow.sent - flow.received;
+  flow.sent = flow.received;
+}
+
 /** Sorts a failure of `flow` into the run's counters. */
 function recordFailure(run: Run, flow: Flow, error: unknown): void {
-  if (flow.done && isClosed(error)) {
-    // The run closed it: a drain timeout, counted as missing bytes below.
-    return;
+  if (flow.done) return; // the run closed it; the drain counted the loss
+  const code = (error as { code?: unknown } | null)?.code;
+  if (
+    isPeerGone(error) || code === "ECONNRESET" || code === "EPIPE" ||
+    code === "ECONNABORTED"
+  ) {
+    run.tally.resets++;
+  } else {
+    run.tally.otherErrors++;
   }
-  if (isPeerGone(error)) run.tally.resets++;
-  else run.tally.otherErrors++;
-  run.tally.note(describeError(error));
+  run.tally.note(describeNetError(error));
+  loseOutstanding(run, flow);
+}
+
+/** {@linkcode describeError}, also for `node:net` errors (which carry a code). */
+function describeNetError(error: unknown): string {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code === "ECONNREFUSED") return "connection refused";
+  if (code === "ECONNRESET") return "connection reset by peer";
+  if (code === "EPIPE") return "broken pipe";
+  return describeError(error);
+}
+
+/** Notes that the server closed `flow` while bytes were owed or the run went on. */
+function recordClose(run: Run, flow: Flow, idle: boolean): void {
+  run.tally.closedByServer++;
+  run.tally.note(
+    idle
+      ? "idle connection closed by the server"
+      : "connection closed by the server",
+  );
+  loseOutstanding(run, flow);
 }
 
 /** Writes all of `bytes`; partial writes are rare, so slicing then is fine. */
@@ -386,224 +531,265 @@ async function writeAll(conn: Deno.TcpConn, bytes: Uint8Array): Promise<void> {
   }
 }
 
-/** Waits until the run says the next message is due, then returns when it was. */
-async function pace(run: Run, due: number): Promise<number> {
-  const now = performance.now();
-  // Timers fire at millisecond granularity; within 0.2 ms, send now.
-  if (due > now + 0.2) await sleep(due - now, run.stop);
-  return due;
+// ---------------------------------------------------------------------------
+// Engine "net": node:net sockets. Deno's node:net serves many busy
+// connections fairly; Deno.Conn, past about 128 busy connections on one
+// event loop, serves some and starves others for seconds (FINDINGS.md), and
+// a load generator that starves its own connections reports its own stalls
+// as the server's. The price is a Buffer the runtime allocates per read,
+// which is copied into the flow's buffer at once.
+
+/** Opens a `node:net` connection within `timeout` ms. */
+function connectNet(
+  hostname: string,
+  port: number,
+  timeout: number,
+): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: hostname, port });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Deno.errors.TimedOut("timed out"));
+    }, timeout);
+    const onError = (error: Error) => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(error);
+    };
+    socket.once("error", onError);
+    socket.once("connect", () => {
+      clearTimeout(timer);
+      socket.off("error", onError);
+      resolve(socket);
+    });
+  });
 }
 
-/**
- * Pingpong: send one message, read until all of it is back and checked,
- * repeat. Nothing is allocated per message but the promises Deno's I/O
- * needs: the message is a prebuilt view of the pattern and the reply lands
- * in the flow's own buffer.
- */
-async function pingpong(run: Run, flow: Flow): Promise<void> {
-  const { conn, recv, recv32 } = flow;
-  const { pattern, size, histogram, tally } = run;
-  let slot = flow.index % pattern.slots;
-  // Spread the connections' schedules over one interval, not all at once.
-  let due = run.startedAt + run.interval * (flow.index / run.connections);
-  let got = 0;
-  try {
-    while (!run.stop.aborted) {
-      let start: number;
-      if (run.interval > 0) {
-        start = await pace(run, due);
-        due += run.interval;
-        if (run.stop.aborted) break;
-      } else {
-        start = performance.now();
-      }
-      const message = pattern.views[slot]!;
-      const at = slot * pattern.stride;
-      // A large message is written while its echo is read: written first, it
-      // would fill both socket buffers and deadlock against the server.
-      const writing = size <= SEQUENTIAL_LIMIT
-        ? undefined
-        : writeAll(conn, message);
-      if (writing === undefined) await writeAll(conn, message);
-      flow.sent += size;
-      tally.bytesSent += size;
-      got = 0;
-      while (got < size) {
-        let n = await conn.read(recv);
-        if (n === null) {
-          tally.closedByServer++;
-          tally.note("connection closed by the server");
-          tally.missingBytes += size - got;
-          flow.close();
+/** Drives one active `node:net` connection until the run ends. */
+function driveNet(run: Run, flow: Flow, socket: net.Socket): Promise<void> {
+  return new Promise((resolve) => {
+    socket.setNoDelay(true);
+    let blocked = false; // the socket's buffer is full: wait for "drain"
+    let timer: ReturnType<typeof setTimeout> | undefined; // open loop: waiting for the next due time
+    const finish = () => {
+      if (flow.done) return;
+      flow.done = true;
+      if (timer !== undefined) clearTimeout(timer);
+      run.stop.removeEventListener("abort", onStop);
+      socket.destroy();
+      resolve();
+    };
+    flow.close = finish;
+    const pump = () => {
+      timer = undefined;
+      while (!blocked && !run.stop.aborted && windowOpen(run, flow)) {
+        const start = dueTime(run, flow);
+        if (start < 0) {
+          timer = setTimeout(pump, flow.due - performance.now());
           return;
         }
-        if (got + n > size) {
-          tally.extraBytes += got + n - size;
-          n = size - got;
-        }
-        tally.mismatchedBytes += countMismatches(
-          recv,
-          recv32,
-          0,
-          pattern.bytes,
-          pattern.words,
-          at + got,
-          n,
-        );
-        got += n;
-        flow.received += n;
-        tally.bytesEchoed += n;
+        blocked = !socket.write(nextMessage(run, flow, start));
       }
-      if (writing !== undefined) await writing;
-      histogram.record(performance.now() - start);
-      tally.messages++;
-      slot = slot + 1 === pattern.slots ? 0 : slot + 1;
-    }
-  } catch (error) {
-    recordFailure(run, flow, error);
-    tally.missingBytes += flow.sent - flow.received;
-  }
-  flow.close();
+      if (run.stop.aborted && flow.received >= flow.sent) finish();
+    };
+    const onStop = () => pump();
+    run.stop.addEventListener("abort", onStop, { once: true });
+    // Until traffic starts, only failures are watched.
+    let live = false;
+    socket.on("drain", () => {
+      blocked = false;
+      if (live && timer === undefined) pump();
+    });
+    socket.on("data", (chunk: Uint8Array) => {
+      for (let i = 0; i < chunk.length;) {
+        const take = Math.min(chunk.length - i, flow.readLength);
+        const at = flow.offset & 3;
+        flow.recv.set(
+          take === chunk.length ? chunk : chunk.subarray(i, i + take),
+          at,
+        );
+        consume(run, flow, at, take);
+        i += take;
+      }
+      if (live && timer === undefined) pump();
+    });
+    socket.on("error", (error: Error) => {
+      recordFailure(run, flow, error);
+      finish();
+    });
+    socket.on("close", () => {
+      if (!flow.done) {
+        recordClose(run, flow, false);
+        finish();
+      }
+    });
+    run.started.then(() => {
+      live = true;
+      if (!flow.done) pump();
+    });
+  });
 }
 
-/** Stream mode: a writer and a reader per connection, sharing a window. */
-async function stream(run: Run, flow: Flow): Promise<void> {
-  const ring = new Float64Array(Math.ceil(run.window / run.size) + 1);
+/** Holds an idle `node:net` connection until `flow.close()`. */
+function holdNet(run: Run, flow: Flow, socket: net.Socket): Promise<void> {
+  return new Promise((resolve) => {
+    const finish = () => {
+      if (flow.done) return;
+      flow.done = true;
+      socket.destroy();
+      resolve();
+    };
+    flow.close = finish;
+    socket.on("data", (chunk: Uint8Array) => {
+      run.tally.extraBytes += chunk.length;
+      run.tally.note("the server wrote on an idle connection");
+    });
+    socket.on("error", (error: Error) => {
+      recordFailure(run, flow, error);
+      finish();
+    });
+    socket.on("close", () => {
+      if (!flow.done) {
+        recordClose(run, flow, true);
+        finish();
+      }
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Engine "deno": Deno.TcpConn, a writer and a reader per connection sharing
+// the window. Nothing is allocated per message but the promises Deno's I/O
+// needs: messages are prebuilt views, replies land in the flow's buffer.
+
+/** Opens a Deno connection within `timeout` ms. */
+async function connectConn(
+  hostname: string,
+  port: number,
+  timeout: number,
+): Promise<Deno.TcpConn> {
+  // A timer of our own rather than AbortSignal.timeout, so that it is cleared
+  // as soon as the connect settles.
+  const giveUp = new AbortController();
+  const timer = setTimeout(() => giveUp.abort(), timeout);
+  try {
+    return await Deno.connect({ hostname, port, signal: giveUp.signal });
+  } catch (error) {
+    throw giveUp.signal.aborted ? new Deno.errors.TimedOut("timed out") : error;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Closes a Deno connection once. */
+function conCloser(flow: Flow, conn: Deno.TcpConn): () => void {
+  return () => {
+    if (flow.done) return;
+    flow.done = true;
+    try {
+      conn.close();
+    } catch {
+      // Already closed by a failed operation: nothing left to release.
+    }
+    const wake = flow.wake;
+    flow.wake = undefined;
+    wake?.();
+  };
+}
+
+/** Drives one active Deno connection until the run ends. */
+async function driveConn(
+  run: Run,
+  flow: Flow,
+  conn: Deno.TcpConn,
+): Promise<void> {
+  conn.setNoDelay(true);
+  flow.close = conCloser(flow, conn);
+  await run.started;
   try {
     await Promise.all([
-      streamWriter(run, flow, ring),
-      streamReader(run, flow, ring),
+      connWriter(run, flow, conn),
+      connReader(run, flow, conn),
     ]);
   } catch (error) {
     recordFailure(run, flow, error);
-    run.tally.missingBytes += flow.sent - flow.received;
   }
   flow.close();
 }
 
-/** Writes messages while the window has room, noting when each was due. */
-async function streamWriter(
+/** Writes messages while the window is open and they are due. */
+async function connWriter(
   run: Run,
   flow: Flow,
-  ring: Float64Array,
+  conn: Deno.TcpConn,
 ): Promise<void> {
-  const { pattern, size, window, tally } = run;
-  let slot = flow.index % pattern.slots;
-  let due = run.startedAt + run.interval * (flow.index / run.connections);
-  let index = 0;
   while (!run.stop.aborted && !flow.done) {
-    if (flow.sent - flow.received + size > window) {
+    if (!windowOpen(run, flow)) {
       await new Promise<void>((resolve) => flow.wake = resolve);
       continue;
     }
-    let start: number;
-    if (run.interval > 0) {
-      start = await pace(run, due);
-      due += run.interval;
-      if (run.stop.aborted) break;
-    } else {
-      start = performance.now();
+    const start = dueTime(run, flow);
+    if (start < 0) {
+      await sleep(flow.due - performance.now(), run.stop);
+      continue;
     }
-    ring[index % ring.length] = start;
-    index++;
-    // Count the bytes as sent before the write resolves: the reader may see
-    // their echo first.
-    flow.sent += size;
-    tally.bytesSent += size;
-    await writeAll(flow.conn, pattern.views[slot]!);
-    slot = slot + 1 === pattern.slots ? 0 : slot + 1;
+    await writeAll(conn, nextMessage(run, flow, start));
   }
-  // Nothing more will be written. If every byte is back the reader is
-  // waiting on a read that will never complete: closing ends it.
+  // Nothing more will be written. If every byte is back, the reader waits on
+  // a read that will never complete: closing ends it.
   if (flow.received >= flow.sent) flow.close();
 }
 
-/** Reads and checks the echo, chunk by chunk, timing each message. */
-async function streamReader(
+/** Reads and checks the echo until every byte sent is back. */
+async function connReader(
   run: Run,
   flow: Flow,
-  ring: Float64Array,
+  conn: Deno.TcpConn,
 ): Promise<void> {
-  const { pattern, size, histogram, tally } = run;
-  const { recv, recv32, recvViews, conn } = flow;
-  let slot = flow.index % pattern.slots;
-  let offset = 0; // bytes of the current message already checked
-  let index = 0; // message number being received
   while (!flow.done) {
-    // Start the read at the same alignment as the expected bytes so that
-    // they compare a word at a time.
-    const align = offset & 3;
+    // Read at the alignment of the expected bytes so they compare by words.
+    const at = flow.offset & 3;
     let n: number | null;
     try {
-      n = await conn.read(recvViews[align]!);
+      n = await conn.read(flow.recvViews[at]!);
     } catch (error) {
-      if (flow.done && isClosed(error) && flow.received >= flow.sent) return;
+      if (flow.done && isClosed(error)) return;
       throw error;
     }
     if (n === null) {
-      if (run.stop.aborted && flow.received >= flow.sent) break;
-      tally.closedByServer++;
-      tally.note("connection closed by the server");
-      tally.missingBytes += flow.sent - flow.received;
-      flow.sent = flow.received;
-      break;
-    }
-    if (flow.received + n > flow.sent) {
-      tally.extraBytes += flow.received + n - flow.sent;
-      n = flow.sent - flow.received;
-    }
-    flow.received += n;
-    tally.bytesEchoed += n;
-    let at = align;
-    while (n > 0) {
-      const take = Math.min(n, size - offset);
-      tally.mismatchedBytes += countMismatches(
-        recv,
-        recv32,
-        at,
-        pattern.bytes,
-        pattern.words,
-        slot * pattern.stride + offset,
-        take,
-      );
-      at += take;
-      n -= take;
-      offset += take;
-      if (offset === size) {
-        histogram.record(performance.now() - ring[index % ring.length]!);
-        index++;
-        tally.messages++;
-        offset = 0;
-        slot = slot + 1 === pattern.slots ? 0 : slot + 1;
+      if (!(run.stop.aborted && flow.received >= flow.sent)) {
+        recordClose(run, flow, false);
       }
+      flow.close();
+      return;
     }
+    consume(run, flow, at, n);
     const wake = flow.wake;
-    if (wake !== undefined && flow.sent - flow.received + size <= run.window) {
+    if (wake !== undefined && windowOpen(run, flow)) {
       flow.wake = undefined;
       wake();
     }
-    if (run.stop.aborted && flow.received >= flow.sent) break;
+    if (run.stop.aborted && flow.received >= flow.sent) flow.close();
   }
-  const wake = flow.wake;
-  flow.wake = undefined;
-  wake?.();
 }
 
-/** Holds an idle connection, noticing if the server closes or writes to it. */
-async function hold(run: Run, flow: Flow): Promise<void> {
+/** Holds an idle Deno connection, noticing if the server closes or writes. */
+async function holdConn(
+  run: Run,
+  flow: Flow,
+  conn: Deno.TcpConn,
+): Promise<void> {
+  flow.close = conCloser(flow, conn);
   try {
-    const n = await flow.conn.read(flow.recv);
+    const n = await conn.read(flow.recv);
     if (n === null) {
-      if (!flow.done) {
-        run.tally.closedByServer++;
-        run.tally.note("idle connection closed by the server");
-      }
+      if (!flow.done) recordClose(run, flow, true);
     } else {
       run.tally.extraBytes += n;
-      run.tally.note("server wrote on an idle connection");
+      run.tally.note("the server wrote on an idle connection");
     }
   } catch (error) {
-    recordFailure(run, flow, error);
+    if (!(flow.done && isClosed(error))) recordFailure(run, flow, error);
   }
   flow.close();
 }
@@ -648,9 +834,13 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   const duration = options.duration ?? 5_000;
   const rate = options.rate ?? 0;
   const ramp = options.ramp ?? 100;
+  const engine = (options.engine ?? "auto") === "auto"
+    ? (connections > FAIR_LIMIT ? "net" : "deno")
+    : options.engine;
+  // Pingpong is a stream whose window is one message.
   const window = mode === "stream"
     ? Math.max(options.window ?? 256 * 1024, size)
-    : 0;
+    : size;
   const connectTimeout = options.connectTimeout ?? 5_000;
   const drainTimeout = options.drainTimeout ?? 5_000;
   validate("port", port, 1, 65535);
@@ -668,6 +858,11 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
       `Cannot use mode "${mode}": expected pingpong or stream`,
     );
   }
+  if (engine !== "net" && engine !== "deno") {
+    throw new RangeError(
+      `Cannot use engine "${engine}": expected auto, net or deno`,
+    );
+  }
   if (!(duration > 0) || !(rate >= 0) || !Number.isFinite(rate)) {
     throw new RangeError(
       `Cannot use duration "${duration}" and rate "${rate}": expected a duration above 0 and a rate of 0 or more`,
@@ -677,6 +872,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   const target = formatAddress({ hostname, port });
   const tally = new Tally();
   const stopper = new AbortController();
+  let begin = () => {};
+  const started = new Promise<void>((resolve) => begin = resolve);
   const run: Run = {
     tally,
     pattern: new Pattern(size, connections),
@@ -686,8 +883,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     window,
     interval: rate > 0 ? 1000 / rate : 0,
     stop: stopper.signal,
+    started,
     startedAt: 0,
-    drainExpired: false,
   };
   const onAbort = () => stopper.abort();
   options.signal?.addEventListener("abort", onAbort, { once: true });
@@ -709,39 +906,47 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
 
   const flows: Flow[] = [];
   const idlers: Flow[] = [];
+  const running: Promise<void>[] = [];
+  const holding: Promise<void>[] = [];
   const rampStart = performance.now();
   const readLength = mode === "stream" ? Math.max(STREAM_READ, size) : size;
   let next = 0;
+  // Each connection is handed to its engine as soon as it is up (so that a
+  // reset while others connect is noticed) but sends nothing before `begin`.
+  function adopt(i: number, conn: Deno.TcpConn | net.Socket): void {
+    if (i < connections) {
+      const flow = new Flow(run, flows.length, readLength);
+      flows.push(flow);
+      running.push(
+        conn instanceof net.Socket
+          ? driveNet(run, flow, conn)
+          : driveConn(run, flow, conn),
+      );
+    } else {
+      const flow = new Flow(run, i, 16);
+      idlers.push(flow);
+      holding.push(
+        conn instanceof net.Socket
+          ? holdNet(run, flow, conn)
+          : holdConn(run, flow, conn),
+      );
+    }
+  }
   async function connector(): Promise<void> {
     while (next < connections + idle && !stopper.signal.aborted) {
       const i = next++;
-      // A timer of our own rather than AbortSignal.timeout, so that it is
-      // cleared as soon as the connect settles.
-      const giveUp = new AbortController();
-      const timer = setTimeout(() => giveUp.abort(), connectTimeout);
       try {
-        const conn = await Deno.connect({
-          hostname,
-          port,
-          signal: giveUp.signal,
-        });
-        if (i < connections) {
-          conn.setNoDelay(true);
-          flows.push(new Flow(flows.length, conn, readLength));
-        } else {
-          idlers.push(new Flow(i, conn, 16));
-        }
+        adopt(
+          i,
+          engine === "net"
+            ? await connectNet(hostname, port, connectTimeout)
+            : await connectConn(hostname, port, connectTimeout),
+        );
         tally.connected++;
         tally.everConnected++;
       } catch (error) {
         tally.connectFailures++;
-        tally.note(
-          giveUp.signal.aborted
-            ? `connect to ${target} timed out`
-            : `cannot connect to ${target}: ${describeError(error)}`,
-        );
-      } finally {
-        clearTimeout(timer);
+        tally.note(`cannot connect to ${target}: ${describeNetError(error)}`);
       }
     }
   }
@@ -756,14 +961,15 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
       );
     }
 
-    const holding = idlers.map((flow) => hold(run, flow));
     phase = "running";
     const cpuStart = process.cpuUsage();
     run.startedAt = performance.now();
     const timer = setTimeout(() => stopper.abort(), duration);
-    const running = flows.map((flow) =>
-      mode === "stream" ? stream(run, flow) : pingpong(run, flow)
-    );
+    for (const flow of flows) {
+      // Spread the open-loop schedules over one interval, not all at once.
+      flow.due = run.startedAt + run.interval * (flow.index / connections);
+    }
+    begin();
     await new Promise<void>((resolve) => {
       if (stopper.signal.aborted) resolve();
       else {stopper.signal.addEventListener("abort", () => resolve(), {
@@ -777,17 +983,14 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     const bytesAtStop = tally.bytesEchoed;
     phase = "draining";
 
-    // Give outstanding echoes their time, then close what is still waiting:
-    // its missing bytes are counted by the flow as it fails.
+    // Give outstanding echoes their time, then close what still waits.
     const drainTimer = setTimeout(() => {
-      run.drainExpired = true;
       for (const flow of flows) {
         if (!flow.done) {
-          tally.missingBytes += flow.sent - flow.received;
           tally.note(
             `echo not complete ${drainTimeout / 1000} s after the run`,
           );
-          flow.sent = flow.received;
+          loseOutstanding(run, flow);
           flow.close();
         }
       }
@@ -807,8 +1010,9 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
       connections,
       idle,
       size,
-      window,
+      window: mode === "stream" ? window : 0,
       rate,
+      engine,
       connected: tally.everConnected,
       connectMs: round(connectMs, 1),
       connectFailures: tally.connectFailures,
@@ -851,6 +1055,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     if (ticker !== undefined) clearInterval(ticker);
     options.signal?.removeEventListener("abort", onAbort);
     stopper.abort();
+    begin();
     for (const flow of flows) flow.close();
     for (const flow of idlers) flow.close();
   }
@@ -884,7 +1089,7 @@ export function formatReport(report: LoadReport): string {
       report.idle ? ` + ${count(report.idle)} idle` : ""
     }${
       report.rate ? `, ${report.rate} msg/s each (open loop)` : ""
-    }, ${report.seconds} s against ${report.target}`,
+    }, ${report.seconds} s against ${report.target} (engine ${report.engine})`,
     `connections: ${count(report.connected)} of ${
       count(report.connections + report.idle)
     } up in ${report.connectMs} ms; ${report.connectFailures} failed to connect, ${report.resets} reset, ${report.closedByServer} closed by the server, ${report.otherErrors} other errors`,
@@ -938,7 +1143,7 @@ const SPEC: CommandSpec = {
     port: {
       type: "string",
       short: "p",
-      default: String(DEFAULT_PORT),
+      default: String(NOTES_PORT),
       arg: "PORT",
       description: "Server port.",
     },
@@ -987,6 +1192,13 @@ const SPEC: CommandSpec = {
       default: "262144",
       arg: "BYTES",
       description: "Stream mode: most bytes in flight per connection.",
+    },
+    engine: {
+      type: "string",
+      default: "auto",
+      arg: "ENGINE",
+      description:
+        "deno: Deno.TcpConn, faster, unfair past ~128 busy connections; net: node:net, fair; auto: deno up to 128 connections, net above.",
     },
     idle: {
       type: "string",
@@ -1047,6 +1259,12 @@ export async function main(args: string[]): Promise<number> {
       `Cannot parse --mode "${mode}": expected pingpong or stream`,
     );
   }
+  const engine = String(v.engine);
+  if (engine !== "auto" && engine !== "net" && engine !== "deno") {
+    throw new UsageError(
+      `Cannot parse --engine "${engine}": expected auto, net or deno`,
+    );
+  }
   const connections = parseInteger(v.connections, "--connections", 0);
   const idle = parseInteger(v.idle, "--idle", 0);
   if (connections + idle === 0) {
@@ -1077,6 +1295,7 @@ export async function main(args: string[]): Promise<number> {
     idle,
     size: parseInteger(v.size, "--size", 1, 16 * 1024 * 1024),
     mode,
+    engine,
     duration: parseSeconds(v.duration, "--duration"),
     rate,
     ramp: parseInteger(v.ramp, "--ramp", 1),
