@@ -41,3 +41,15 @@ export {
 // servers/completion_echo.ts
 // tools/netstat.ts
 // tools/load.ts
+export {
+  FAIR_LIMIT,
+  formatReport,
+  LatencyHistogram,
+  type LatencySummary,
+  type LoadEngine,
+  type LoadMode,
+  type LoadOptions,
+  type LoadProgress,
+  type LoadReport,
+  runLoad,
+} from "./tools/load.ts";

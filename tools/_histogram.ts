@@ -108,6 +108,7 @@ export class LatencyHistogram {
       );
     }
     if (this.#count === 0) return 0;
+    if (p === 0) return this.#minNs / 1e6;
     const rank = Math.max(1, Math.ceil((p / 100) * this.#count));
     let seen = 0;
     for (let i = 0; i < BUCKETS; i++) {
