@@ -205,6 +205,8 @@ export interface LoadReport {
 
 /** Most memory the shared byte pattern may take. */
 const PATTERN_BUDGET = 64 * 1024 * 1024;
+/** Deno engine: pingpong messages up to this size use the one-loop path. */
+const PINGPONG_LIMIT = 64 * 1024;
 /** Stream reads go into a buffer of this size (or the message size, if larger). */
 const STREAM_READ = 64 * 1024;
 /** Most distinct error messages kept for the report. */
@@ -707,14 +709,50 @@ async function driveConn(
   flow.close = conCloser(flow, conn);
   await run.started;
   try {
-    await Promise.all([
-      connWriter(run, flow, conn),
-      connReader(run, flow, conn),
-    ]);
+    if (run.window === run.size && run.size <= PINGPONG_LIMIT) {
+      await connPingpong(run, flow, conn);
+    } else {
+      await Promise.all([
+        connWriter(run, flow, conn),
+        connReader(run, flow, conn),
+      ]);
+    }
   } catch (error) {
     recordFailure(run, flow, error);
   }
   flow.close();
+}
+
+/**
+ * Pingpong of a small message in one loop: write it, read until its echo is
+ * all back. The writer/reader pair would cost a wake-up promise per message;
+ * a message this small fits the socket buffers, so writing first cannot
+ * deadlock against the server's echo.
+ */
+async function connPingpong(
+  run: Run,
+  flow: Flow,
+  conn: Deno.TcpConn,
+): Promise<void> {
+  while (!run.stop.aborted && !flow.done) {
+    const start = dueTime(run, flow);
+    if (start < 0) {
+      await sleep(flow.due - performance.now(), run.stop);
+      continue;
+    }
+    const message = nextMessage(run, flow, start);
+    const n = await conn.write(message);
+    if (n < message.length) await writeAll(conn, message.subarray(n));
+    while (flow.received < flow.sent) {
+      const at = flow.offset & 3;
+      const got = await conn.read(flow.recvViews[at]!);
+      if (got === null) {
+        recordClose(run, flow, false);
+        return;
+      }
+      consume(run, flow, at, got);
+    }
+  }
 }
 
 /** Writes messages while the window is open and they are due. */
