@@ -74,6 +74,13 @@ export interface EchoStats {
   /** Failed `accept()` calls (EMFILE and the like). */
   acceptErrors: number;
   /**
+   * Bytes read and not yet written back, now, over all connections (engines
+   * that track it: the select server).
+   */
+  bytesHeld?: number;
+  /** The most bytes one connection has held at once (as `bytesHeld`). */
+  peakHeld?: number;
+  /**
    * With several threads (Web Workers sharing the port), each one's
    * counters, in thread order; the fields above are their sums.
    */
