@@ -1,0 +1,35 @@
+/**
+ * Baseline for `deno task bench`: the echo the Deno docs show,
+ * `conn.readable.pipeTo(conn.writable)`. Short to write; FINDINGS.md
+ * measured it at 0.16x a read/write loop, and `conn.readable` closes the
+ * whole connection at the peer's EOF (denoland/deno#22258).
+ *
+ * Usage: `deno run --allow-net=127.0.0.1 bench/_pipe_echo.ts --port 0`;
+ * prints `listening on HOST:PORT`, stops on SIGTERM or SIGINT.
+ *
+ * @module
+ */
+
+import { listenTcp, parsePort, printListening, runMain } from "../_cli.ts";
+
+/** Serves until SIGTERM/SIGINT. */
+export async function main(args: string[]): Promise<number> {
+  const i = args.indexOf("--port");
+  const port = i >= 0 ? parsePort(args[i + 1]) : 0;
+  using listener = listenTcp({ hostname: "127.0.0.1", port });
+  printListening(listener.addr);
+  const stop = () => listener.close();
+  Deno.addSignalListener("SIGTERM", stop);
+  Deno.addSignalListener("SIGINT", stop);
+  try {
+    for await (const conn of listener) {
+      // A reset peer rejects the pipe; it ends only that connection.
+      conn.readable.pipeTo(conn.writable).catch(() => {});
+    }
+  } catch {
+    // The listener was closed by a signal.
+  }
+  return 0;
+}
+
+if (import.meta.main) runMain(main);

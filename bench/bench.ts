@@ -1,0 +1,858 @@
+/**
+ * `deno task bench`: the notes' "Scalability" heading, measured. Starts each
+ * echo server of the project (select; completion with one and two threads)
+ * and the baselines a user would otherwise write (the docs'
+ * `conn.readable.pipeTo(conn.writable)`, a plain `conn.read`/`conn.write`
+ * loop, Node's `socket.pipe(socket)`, and a C epoll loop as the floor), runs
+ * one matrix of `tools/load.ts` against each, and prints a table with every
+ * figure's ratio to the plain loop. Server and load are pinned to separate
+ * cores when `taskset` exists. Writes `bench.md` and `bench.svg` to `--out`.
+ *
+ * @module
+ */
+
+import { fileURLToPath } from "node:url";
+import {
+  CliError,
+  type CommandSpec,
+  parseCommandLine,
+  runMain,
+  UsageError,
+} from "../_cli.ts";
+import type { LoadReport } from "../tools/load.ts";
+
+const ROOT = fileURLToPath(new URL("../", import.meta.url));
+
+/** A server the bench can start. */
+interface ServerSpec {
+  /** Short name in the table. */
+  name: string;
+  /** What it is, for the notes under the table. */
+  about: string;
+  /** Command and arguments; the port (0) is already in them. */
+  command: () => string[] | string;
+}
+
+/** One cell of the matrix. */
+interface CaseSpec {
+  /** Column key. */
+  key: string;
+  /** Column title. */
+  title: string;
+  /** load.ts arguments (port added). */
+  args: string[];
+  /** Measure RSS per held connection instead of traffic. */
+  rss?: number;
+  /** Show a p99 latency column beside the throughput. */
+  p99?: boolean;
+}
+
+/** What one server did in one case. */
+interface Cell {
+  report?: LoadReport;
+  /** RSS per held connection, KB. */
+  rssKb?: number;
+  /** Server CPU over the run, percent of one core. */
+  serverCpu?: number;
+  /** Why there is no figure. */
+  error?: string;
+}
+
+const SPEC: CommandSpec = {
+  name: "bench/bench.ts",
+  summary:
+    "Benchmark the project's echo servers against the baselines, with tools/load.ts.",
+  options: {
+    quick: {
+      type: "boolean",
+      description:
+        "Short version: 0.5 s per case, 200 connections instead of 1000, 2000 held instead of 10,000.",
+    },
+    out: {
+      type: "string",
+      default: "bench-results",
+      arg: "DIR",
+      description: "Where bench.md and bench.svg go.",
+    },
+    only: {
+      type: "string",
+      arg: "NAMES",
+      description:
+        "Comma-separated servers to run (loop is always run: it is the yardstick).",
+    },
+    duration: {
+      type: "string",
+      arg: "SECONDS",
+      description: "Seconds per traffic case (default 5, 0.5 with --quick).",
+    },
+  },
+  epilog:
+    `Servers: c (bench/_epoll_echo.c, built with gcc), loop (bench/_loop_echo.ts),
+select (servers/select_echo.ts), completion-1 and completion-2
+(servers/completion_echo.ts --threads 1 / 2), node (bench/_node_echo.mjs),
+pipe (bench/_pipe_echo.ts). A missing file or tool is skipped with a note.
+
+Needs an open-files limit of 10,100 in each process (server and load) for the
+10,000-connection cases; the bench raises the soft limit up to the hard one,
+and says what to do when the hard limit is lower.`,
+};
+
+/** Whether `cmd` is on PATH. */
+async function onPath(cmd: string): Promise<boolean> {
+  try {
+    const out = await new Deno.Command("sh", {
+      args: ["-c", `command -v ${cmd}`],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    return out.success;
+  } catch {
+    return false;
+  }
+}
+
+/** The soft and hard open-files limits of this process (Linux), if known. */
+function openFilesLimit(): { soft: number; hard: number } | undefined {
+  try {
+    const text = Deno.readTextFileSync("/proc/self/limits");
+    const m = text.match(/Max open files\s+(\d+|unlimited)\s+(\d+|unlimited)/);
+    if (!m) return undefined;
+    const n = (s: string) => s === "unlimited" ? Infinity : Number(s);
+    return { soft: n(m[1]!), hard: n(m[2]!) };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * VmRSS of process `pid` in KB (Linux), or undefined. Deno lets only
+ * `--allow-all` read another process's /proc entry, so `cat` reads it.
+ */
+async function rssKb(pid: number): Promise<number | undefined> {
+  try {
+    const out = await new Deno.Command("sh", {
+      args: ["-c", 'exec cat "/proc/$1/status"', "sh", String(pid)],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    const m = new TextDecoder().decode(out.stdout).match(/VmRSS:\s+(\d+) kB/);
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * CPU time process `pid` has used (user + system, all threads), in seconds,
+ * from /proc/PID/stat; undefined where there is none.
+ */
+async function cpuSeconds(pid: number): Promise<number | undefined> {
+  try {
+    const out = await new Deno.Command("sh", {
+      args: ["-c", 'cat "/proc/$1/stat"; getconf CLK_TCK', "sh", String(pid)],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    const [stat, hz] = new TextDecoder().decode(out.stdout).split("\n");
+    // Fields after the command name, which is in parentheses and may hold
+    // spaces: utime and stime are the 12th and 13th.
+    const fields = stat!.slice(stat!.lastIndexOf(")") + 2).split(" ");
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    return Number.isFinite(ticks) ? ticks / (Number(hz) || 100) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Runs a command line with the CPU pin and the open-files limit applied. */
+function wrap(argv: string[], cpu: string | undefined, nofile: number) {
+  const pinned = cpu === undefined ? argv : ["taskset", "-c", cpu, ...argv];
+  // sh raises the soft limit (up to the hard one), then execs the command,
+  // so the PID the bench sees is the server's own.
+  return [
+    "sh",
+    "-c",
+    `ulimit -n ${nofile} 2>/dev/null; exec "$@"`,
+    "sh",
+    ...pinned,
+  ];
+}
+
+/** A started server: its port, PID, and how to stop it. */
+interface Started {
+  port: number;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+async function startServer(
+  argv: string[],
+  cpu: string | undefined,
+  nofile: number,
+): Promise<Started> {
+  const [cmd, ...args] = wrap(argv, cpu, nofile);
+  const child = new Deno.Command(cmd!, {
+    args,
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  const timer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // exited
+    }
+  }, 15_000);
+  while (!text.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    text += value;
+  }
+  clearTimeout(timer);
+  const m = text.match(/^listening on (?:\[[^\]]+\]|[^:\s]+):(\d+)/);
+  // Keep draining stdout so the server never blocks on a full pipe.
+  const draining = (async () => {
+    try {
+      while (!(await reader.read()).done) { /* discard */ }
+    } catch {
+      // closed
+    }
+  })();
+  const stop = async () => {
+    try {
+      child.kill("SIGTERM");
+    } catch {
+      // exited
+    }
+    const kill = setTimeout(() => {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // exited
+      }
+    }, 3_000);
+    await child.status;
+    clearTimeout(kill);
+    await draining;
+    await stderr;
+  };
+  if (!m) {
+    await stop();
+    throw new Error(
+      `did not print "listening on": ${(await stderr).trim().split("\n")[0]}`,
+    );
+  }
+  return { port: Number(m[1]), pid: child.pid, stop };
+}
+
+/** Runs tools/load.ts with `args` against `port`; returns its report. */
+async function runLoadProcess(
+  args: string[],
+  port: number,
+  cpu: string | undefined,
+  nofile: number,
+): Promise<LoadReport> {
+  const argv = wrap(
+    [
+      Deno.execPath(),
+      "run",
+      "--quiet",
+      "--allow-net=127.0.0.1",
+      "tools/load.ts",
+      "--port",
+      String(port),
+      "--json",
+      "--quiet",
+      "--allow-errors",
+      "--drain-timeout",
+      "3",
+      ...args,
+    ],
+    cpu,
+    nofile,
+  );
+  const out = await new Deno.Command(argv[0]!, {
+    args: argv.slice(1),
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout).trim();
+  if (!text.startsWith("{")) {
+    const err = new TextDecoder().decode(out.stderr).trim().split("\n")[0];
+    throw new Error(err || `load.ts exited ${out.code}`);
+  }
+  return JSON.parse(text);
+}
+
+/** Samples `pid`'s RSS while a load holds `held` idle connections. */
+async function measureRss(
+  server: Started,
+  held: number,
+  cpu: string | undefined,
+  nofile: number,
+): Promise<{ kb: number; report: LoadReport }> {
+  const before = await rssKb(server.pid);
+  if (before === undefined) throw new Error("no /proc/PID/status here");
+  let peak = before;
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      peak = Math.max(peak, (await rssKb(server.pid)) ?? 0);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  })();
+  const report = await runLoadProcess(
+    ["-c", "0", "--idle", String(held), "-d", "1.5", "--ramp", "200"],
+    server.port,
+    cpu,
+    nofile,
+  );
+  sampling = false;
+  await sampler;
+  return { kb: (peak - before) / held, report };
+}
+
+function fmtInt(n: number): string {
+  return Math.round(n).toLocaleString("en-US");
+}
+
+function fmtNum(n: number, digits: number): string {
+  return n >= 100 ? fmtInt(n) : n.toFixed(digits);
+}
+
+/** Which figure a column shows. */
+interface Column {
+  title: string;
+  /** The figure from a cell, or undefined. */
+  value(cell: Cell): number | undefined;
+  /** How to print it. */
+  format(n: number): string;
+  /** Whether a ratio to the loop is shown (throughput and RSS). */
+  ratio: boolean;
+}
+
+function columnsFor(cases: CaseSpec[]): { key: string; col: Column }[] {
+  const cols: { key: string; col: Column }[] = [];
+  for (const c of cases) {
+    if (c.rss) {
+      cols.push({
+        key: c.key,
+        col: {
+          title: c.title,
+          value: (cell) => cell.rssKb,
+          format: (n) => n < 1 ? n.toFixed(2) : n.toFixed(1),
+          ratio: true,
+        },
+      });
+      continue;
+    }
+    const stream = c.args.includes("stream");
+    cols.push({
+      key: c.key,
+      col: {
+        title: c.title,
+        value: (cell) =>
+          cell.report
+            ? (stream
+              ? cell.report.megabytesPerSecond
+              : cell.report.messagesPerSecond)
+            : undefined,
+        format: (n) => fmtNum(n, 1),
+        ratio: true,
+      },
+    });
+    if (c.p99) {
+      cols.push({
+        key: c.key,
+        col: {
+          title: `${c.title.replace(/ (msg|MB)\/s$/, "")} p99 ms`,
+          value: (cell) => cell.report?.latency.p99,
+          format: (n) => n < 10 ? n.toFixed(2) : n.toFixed(0),
+          ratio: false,
+        },
+      });
+    }
+  }
+  return cols;
+}
+
+/** Builds the rows of the table (strings), first row the header. */
+function tableRows(
+  servers: string[],
+  cases: CaseSpec[],
+  results: Map<string, Map<string, Cell>>,
+): string[][] {
+  const cols = columnsFor(cases);
+  const rows: string[][] = [[
+    "server",
+    ...cols.map((c) => c.col.title),
+    "CPU % load/server (50 conns)",
+  ]];
+  const base = results.get("loop");
+  for (const s of servers) {
+    const cells = results.get(s)!;
+    const row = [s];
+    for (const { key, col } of cols) {
+      const cell = cells.get(key);
+      const v = cell ? col.value(cell) : undefined;
+      if (v === undefined || cell === undefined) {
+        row.push(cell?.error ? "failed" : "-");
+        continue;
+      }
+      let text = col.format(v);
+      const b = base?.get(key);
+      const bv = b ? col.value(b) : undefined;
+      if (col.ratio && bv) text += ` (${(v / bv).toFixed(2)}x)`;
+      if (cell.report && !cell.report.ok) text += " !";
+      row.push(text);
+    }
+    const pp50 = cells.get("pp50");
+    row.push(
+      pp50?.report
+        ? `${pp50.report.cpu.percent}/${pp50.serverCpu ?? "?"}`
+        : "-",
+    );
+    rows.push(row);
+  }
+  return rows;
+}
+
+function markdownTable(rows: string[][]): string {
+  const [head, ...body] = rows;
+  const lines = [
+    `| ${head!.join(" | ")} |`,
+    `|${head!.map((_, i) => i === 0 ? "---" : "---:").join("|")}|`,
+    ...body.map((r) => `| ${r.join(" | ")} |`),
+  ];
+  return lines.join("\n");
+}
+
+function textTable(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) =>
+    Math.max(...rows.map((r) => r[i]!.length))
+  );
+  return rows.map((r) =>
+    r.map((c, i) => i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))
+      .join("  ")
+  ).join("\n");
+}
+
+/** A small grouped bar chart of throughput ratios to the loop. */
+function svgChart(
+  servers: string[],
+  cases: CaseSpec[],
+  results: Map<string, Map<string, Cell>>,
+  title: string,
+): string {
+  const cols = columnsFor(cases).filter((c) =>
+    c.col.ratio && !cases.find((k) => k.key === c.key)?.rss
+  );
+  const colors = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2"];
+  const base = results.get("loop");
+  const ratios = servers.map((s) =>
+    cols.map(({ key, col }) => {
+      const c = results.get(s)?.get(key);
+      const b = base?.get(key);
+      const v = c ? col.value(c) : undefined;
+      const bv = b ? col.value(b) : undefined;
+      return v !== undefined && bv ? v / bv : 0;
+    })
+  );
+  const max = Math.max(1.2, ...ratios.flat());
+  const barH = 7, gap = 8, left = 95, width = 380, top = 34;
+  const groupH = cols.length * barH + gap;
+  const height = top + servers.length * groupH + 24 + cols.length * 12;
+  const x = (r: number) => left + (r / max) * width;
+  const parts: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${
+      left + width + 40
+    }" height="${height}" font-family="sans-serif" font-size="11">`,
+    `<text x="4" y="14" font-size="12" font-weight="bold">${
+      escapeXml(title)
+    }</text>`,
+    `<text x="4" y="27" fill="#555">throughput as a ratio to the plain Deno read/write loop (1.0)</text>`,
+  ];
+  servers.forEach((s, i) => {
+    const y0 = top + i * groupH;
+    parts.push(
+      `<text x="${left - 6}" y="${
+        y0 + (cols.length * barH) / 2 + 4
+      }" text-anchor="end">${escapeXml(s)}</text>`,
+    );
+    ratios[i]!.forEach((r, j) => {
+      parts.push(
+        `<rect x="${left}" y="${y0 + j * barH}" width="${
+          Math.max(0, x(r) - left).toFixed(1)
+        }" height="${barH - 1}" fill="${colors[j % colors.length]}"/>`,
+      );
+    });
+  });
+  const axisBottom = top + servers.length * groupH;
+  parts.push(
+    `<line x1="${x(1)}" y1="${top - 3}" x2="${
+      x(1)
+    }" y2="${axisBottom}" stroke="#000" stroke-dasharray="3,2"/>`,
+    `<text x="${x(1)}" y="${axisBottom + 11}" text-anchor="middle">1.0</text>`,
+  );
+  cols.forEach(({ col }, j) => {
+    const y = axisBottom + 24 + j * 12;
+    parts.push(
+      `<rect x="${left}" y="${y - 8}" width="10" height="8" fill="${
+        colors[j % colors.length]
+      }"/>`,
+      `<text x="${left + 14}" y="${y}">${escapeXml(col.title)}</text>`,
+    );
+  });
+  parts.push("</svg>");
+  return parts.join("\n") + "\n";
+}
+
+function escapeXml(s: string): string {
+  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}
+
+/**
+ * The command line: runs the matrix and writes the results.
+ *
+ * @param args Command-line arguments, as `Deno.args`.
+ * @returns The exit code: 0 when every run completed.
+ */
+export async function main(args: string[]): Promise<number> {
+  const parsed = parseCommandLine(args, SPEC);
+  if (!parsed) return 0;
+  const v = parsed.values;
+  const quick = v.quick === true;
+  const out = String(v.out);
+  let seconds = quick ? 0.5 : 5;
+  if (v.duration !== undefined) {
+    seconds = Number(v.duration);
+    if (!(seconds > 0 && seconds <= 600)) {
+      throw new UsageError(
+        `Cannot parse --duration "${v.duration}": expected seconds above 0, at most 600`,
+      );
+    }
+  }
+  const d = String(seconds);
+  const many = quick ? 200 : 1000;
+  const held = quick ? 2000 : 10_000;
+  const cases: CaseSpec[] = [
+    {
+      key: "pp1",
+      title: "1 conn msg/s",
+      args: ["-c", "1", "-s", "64", "-d", d],
+    },
+    {
+      key: "pp50",
+      title: "50 conns msg/s",
+      args: ["-c", "50", "-s", "64", "-d", d],
+      p99: true,
+    },
+    {
+      key: "ppmany",
+      title: `${fmtInt(many)} conns msg/s`,
+      args: ["-c", String(many), "-s", "64", "-d", d, "--ramp", "200"],
+      p99: true,
+    },
+    {
+      key: "stream",
+      title: "stream 16 KiB x10 MB/s",
+      args: ["--mode", "stream", "-c", "10", "-s", "16384", "-d", d],
+    },
+    {
+      key: "idle",
+      title: `${fmtInt(held)} idle + 50 msg/s`,
+      args: [
+        "-c",
+        "50",
+        "--idle",
+        String(held),
+        "-s",
+        "64",
+        "-d",
+        d,
+        "--ramp",
+        "200",
+      ],
+      p99: true,
+    },
+    {
+      key: "rss",
+      title: `RSS KB/conn (${fmtInt(held)} held)`,
+      args: [],
+      rss: held,
+    },
+  ];
+
+  // Open files: each process holds `held` + 50 sockets and a few more.
+  const need = held + 300;
+  const limit = openFilesLimit();
+  let nofile = need;
+  const notes: string[] = [];
+  let skipHeld = false;
+  if (limit && limit.hard < need) {
+    skipHeld = true;
+    nofile = limit.hard === Infinity ? need : limit.hard;
+    notes.push(
+      `open-files limit ${limit.hard} (hard) is below the ${need} the ${
+        fmtInt(held)
+      }-connection cases need: they are skipped. Raise it (as root: ` +
+        `\`ulimit -Hn ${need}\`, or \`nofile\` in /etc/security/limits.conf, ` +
+        `or LimitNOFILE= for a service) or run with --quick.`,
+    );
+  }
+  const activeCases = cases.filter((c) =>
+    !(skipHeld && (c.rss || c.key === "idle"))
+  );
+
+  const cores = navigator.hardwareConcurrency;
+  const pin = cores >= 2 && await onPath("taskset");
+  const serverCpu = pin ? "0" : undefined;
+  const loadCpu = pin ? "1" : undefined;
+  if (!pin) {
+    notes.push(
+      cores < 2
+        ? "one core: server and load share it"
+        : "taskset not found: server and load are not pinned",
+    );
+  }
+
+  const denoServer = (script: string, extra: string[] = []) => () => {
+    if (!exists(script)) return `${script} does not exist yet`;
+    return [
+      Deno.execPath(),
+      "run",
+      "--quiet",
+      "--allow-net=127.0.0.1",
+      `--allow-read=${ROOT}`,
+      script,
+      "--port",
+      "0",
+      ...extra,
+    ];
+  };
+  const hasGcc = await onPath("gcc");
+  const hasNode = await onPath("node");
+  const servers: ServerSpec[] = [
+    {
+      name: "c",
+      about: "bench/_epoll_echo.c: single-threaded C epoll loop (the floor)",
+      command: () => {
+        if (!hasGcc) return "gcc not found";
+        return [`${out}/epoll_echo`, "0"];
+      },
+    },
+    {
+      name: "loop",
+      about:
+        "bench/_loop_echo.ts: per-connection conn.read/conn.write loop, 16 KiB buffer (the yardstick)",
+      command: denoServer("bench/_loop_echo.ts"),
+    },
+    {
+      name: "select",
+      about: "servers/select_echo.ts",
+      command: denoServer("servers/select_echo.ts", [
+        "--max-connections",
+        "20000",
+      ]),
+    },
+    {
+      name: "completion-1",
+      about: "servers/completion_echo.ts --threads 1",
+      command: denoServer("servers/completion_echo.ts", [
+        "--max-connections",
+        "20000",
+        "--threads",
+        "1",
+      ]),
+    },
+    {
+      name: "completion-2",
+      about:
+        "servers/completion_echo.ts --threads 2 (its second thread shares core 0 when pinned)",
+      command: denoServer("servers/completion_echo.ts", [
+        "--max-connections",
+        "20000",
+        "--threads",
+        "2",
+      ]),
+    },
+    {
+      name: "node",
+      about: "bench/_node_echo.mjs: Node's net, socket.pipe(socket)",
+      command: () => {
+        if (!hasNode) return "node not found on PATH";
+        return ["node", "bench/_node_echo.mjs", "0"];
+      },
+    },
+    {
+      name: "pipe",
+      about:
+        "bench/_pipe_echo.ts: the docs' conn.readable.pipeTo(conn.writable)",
+      command: denoServer("bench/_pipe_echo.ts"),
+    },
+  ];
+  let chosen = servers;
+  if (v.only !== undefined) {
+    const names = String(v.only).split(",").map((s) => s.trim());
+    for (const n of names) {
+      if (!servers.some((s) => s.name === n)) {
+        throw new UsageError(
+          `Cannot parse --only "${n}": expected some of ${
+            servers.map((s) => s.name).join(", ")
+          }`,
+        );
+      }
+    }
+    chosen = servers.filter((s) => s.name === "loop" || names.includes(s.name));
+  }
+
+  await Deno.mkdir(out, { recursive: true });
+  if (hasGcc && chosen.some((s) => s.name === "c")) {
+    const cc = await new Deno.Command("gcc", {
+      args: ["-O2", "-o", `${out}/epoll_echo`, "bench/_epoll_echo.c"],
+      cwd: ROOT,
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    if (!cc.success) {
+      throw new CliError(
+        `Cannot build bench/_epoll_echo.c: ${
+          new TextDecoder().decode(cc.stderr).split("\n")[0]
+        }`,
+      );
+    }
+  }
+
+  const started = performance.now();
+  console.error(
+    `bench: ${chosen.length} servers x ${activeCases.length} cases, ${d} s each${
+      pin ? ", server on cpu 0, load on cpu 1" : ""
+    }`,
+  );
+  const results = new Map<string, Map<string, Cell>>();
+  const ran: string[] = [];
+  let failures = 0;
+  for (const server of chosen) {
+    const argv = server.command();
+    if (typeof argv === "string") {
+      notes.push(`${server.name} skipped: ${argv}`);
+      console.error(`${server.name}: skipped (${argv})`);
+      continue;
+    }
+    const cells = new Map<string, Cell>();
+    results.set(server.name, cells);
+    ran.push(server.name);
+    for (const c of activeCases) {
+      // A fresh server per case: one case's leftovers (held buffers, a
+      // starved connection) must not weigh on the next.
+      let s: Started;
+      try {
+        s = await startServer(argv, serverCpu, nofile);
+      } catch (error) {
+        const msg = error instanceof Error ? error.message : String(error);
+        cells.set(c.key, { error: msg });
+        notes.push(`${server.name}, ${c.title}: cannot start: ${msg}`);
+        failures++;
+        continue;
+      }
+      try {
+        if (c.rss) {
+          const { kb, report } = await measureRss(s, c.rss, loadCpu, nofile);
+          cells.set(c.key, { rssKb: kb, report });
+          if (!report.ok) {
+            notes.push(
+              `${server.name}, ${c.title}: ${report.errors.join("; ")}`,
+            );
+          }
+          console.error(`${server.name}: ${c.title}: ${kb.toFixed(1)}`);
+        } else {
+          const cpu0 = await cpuSeconds(s.pid);
+          const report = await runLoadProcess(c.args, s.port, loadCpu, nofile);
+          const cpu1 = await cpuSeconds(s.pid);
+          // Over the traffic seconds, though it includes the connect ramp
+          // and the drain: a slight overestimate.
+          const serverCpu = cpu0 !== undefined && cpu1 !== undefined
+            ? Math.round(((cpu1 - cpu0) / report.seconds) * 100)
+            : undefined;
+          cells.set(c.key, { report, serverCpu });
+          if (!report.ok) {
+            notes.push(
+              `${server.name}, ${c.title}: ${report.errors.join("; ")}`,
+            );
+          }
+          console.error(
+            `${server.name}: ${c.title}: ${
+              report.mode === "stream"
+                ? `${report.megabytesPerSecond} MB/s`
+                : `${fmtInt(report.messagesPerSecond)} msg/s`
+            }, p99 ${report.latency.p99} ms, CPU load ${report.cpu.percent}% server ${
+              serverCpu ?? "?"
+            }%${report.ok ? "" : ", ERRORS"}`,
+          );
+        }
+      } catch (error) {
+        const msg = error instanceof Error ? error.message : String(error);
+        cells.set(c.key, { error: msg });
+        notes.push(`${server.name}, ${c.title}: ${msg}`);
+        failures++;
+      } finally {
+        await s.stop();
+      }
+    }
+  }
+
+  const rows = tableRows(ran, activeCases, results);
+  const when = new Date().toISOString().replace(/\.\d+Z$/, "Z");
+  const machine =
+    `${cores} cores, ${Deno.build.os} ${Deno.build.arch}, Deno ${Deno.version.deno}`;
+  const md = [
+    `Measured ${when} on ${machine}${
+      pin ? "; server pinned to cpu 0, load generator to cpu 1" : ""
+    }; ${d} s per case${quick ? " (--quick)" : ""}.`,
+    "",
+    markdownTable(rows),
+    "",
+    "Ratios are to the `loop` row. p99 is the round-trip latency of one",
+    "message (stream: of one 16 KiB write). `!` marks a run in which load.ts",
+    "found errors (see the notes). The last column is the CPU the load",
+    "generator and the server each used in the 50-connection case, in percent",
+    "of one core: the one near 100 set the pace.",
+    "",
+    ...ran.map((name) =>
+      `- ${name}: ${servers.find((s) => s.name === name)!.about}`
+    ),
+    ...(notes.length ? ["", "Notes:", ...notes.map((n) => `- ${n}`)] : []),
+    "",
+  ].join("\n");
+  await Deno.writeTextFile(`${out}/bench.md`, md);
+  await Deno.writeTextFile(
+    `${out}/bench.svg`,
+    svgChart(ran, activeCases, results, `Echo servers, ${machine}`),
+  );
+  console.log(textTable(rows));
+  for (const n of notes) console.log(`note: ${n}`);
+  console.log(
+    `wrote ${out}/bench.md and ${out}/bench.svg in ${
+      ((performance.now() - started) / 1000).toFixed(0)
+    } s`,
+  );
+  return failures > 0 ? 1 : 0;
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(`${ROOT}${path}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+if (import.meta.main) runMain(main);
