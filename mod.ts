@@ -40,6 +40,35 @@ export {
 // servers/select_echo.ts
 // servers/completion_echo.ts
 // tools/netstat.ts
+export {
+  type CheckOptions,
+  checkPort,
+  type CheckResult,
+  decodeProcNetAddress,
+  decodeProcNetLine,
+  type Endpoint,
+  filterSockets,
+  findSocketOwners,
+  formatSocketTable,
+  type ListOptions,
+  listSockets,
+  parseNetstatOutput,
+  parseProcNet,
+  parseStateName,
+  parseTarget,
+  type ProbeStatus,
+  type ProcessInfo,
+  type Protocol,
+  readProcNet,
+  type SocketEntry,
+  type SocketFilter,
+  type SocketListing,
+  type Target,
+  TCP_STATES,
+  waitForPort,
+  type WaitOptions,
+  type WaitResult,
+} from "./tools/netstat.ts";
 // tools/load.ts
 export {
   FAIR_LIMIT,
