@@ -52,6 +52,7 @@ export {
   formatSocketTable,
   type ListOptions,
   listSockets,
+  type OwnerScan,
   parseNetstatOutput,
   parseProcNet,
   parseStateName,
