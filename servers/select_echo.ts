@@ -490,6 +490,11 @@ class Connection {
   held = 0;
   /** The peer shut down its sending side (recv returned 0). */
   shut = false;
+  /**
+   * Draining, everything read has been written back and our FIN sent: what
+   * still arrives is read and dropped until the peer closes.
+   */
+  finishing = false;
   /** ShutdownConnection done. */
   closed = false;
 
@@ -532,11 +537,9 @@ class SelectEngine implements EchoEngine {
   drain(): void {
     this.#draining = true;
     for (const c of this.#connections.values()) {
-      // A read armed now brings nothing that was "already received"; one
-      // that has landed (pending) is echoed by the loop before the close.
-      if (c.held === 0 && !c.key.writeArmed && !c.key.pending) {
-        this.#shutdownConnection(c);
-      }
+      // A read that has landed (pending) is echoed by the loop first; the
+      // rest have nothing left to write and finish now.
+      if (!c.key.pending) this.#setupFDSets(c);
     }
   }
 
@@ -570,7 +573,7 @@ class SelectEngine implements EchoEngine {
   /**
    * SetupFDSets, for one connection: ReadFDs while the buffer has room,
    * WriteFDs while it holds data. A connection with nothing left to send
-   * whose peer has shut down (or while draining) is closed.
+   * is closed once its peer has shut down, or finished while draining.
    */
   #setupFDSets(c: Connection): void {
     const key = c.key;
@@ -598,9 +601,27 @@ class SelectEngine implements EchoEngine {
           : c.buffer.subarray(c.start, c.start + length),
       );
     }
-    if (c.held === 0 && (c.shut || this.#draining) && !key.writeArmed) {
-      this.#shutdownConnection(c);
+    if (c.held === 0 && !key.writeArmed) {
+      if (c.shut) this.#shutdownConnection(c);
+      else if (this.#draining) this.#finish(c);
     }
+  }
+
+  /**
+   * Ends a connection whose peer is still sending, once all it was owed has
+   * been written: closing at once with unread input makes the kernel send
+   * RST, and a RST can destroy echoed bytes the peer has not read yet. So
+   * send FIN, drop what still arrives, and close at the peer's close (or at
+   * the end of the grace period).
+   */
+  #finish(c: Connection): void {
+    if (!c.finishing) {
+      c.finishing = true;
+      c.session.conn.closeWrite().catch(() => {
+        // The peer is gone already; the read below sees it.
+      });
+    }
+    if (!c.key.readArmed) c.key.setRead(c.buffer);
   }
 
   /**
@@ -608,6 +629,12 @@ class SelectEngine implements EchoEngine {
    * the connection was closed.
    */
   #readData(c: Connection, key: SelectionKey<Connection>): boolean {
+    if (c.finishing) {
+      // Dropped: the peer's close, even by reset, ends it quietly.
+      if (key.readError === undefined && key.bytesRead !== null) return true;
+      this.#shutdownConnection(c);
+      return false;
+    }
     if (key.readError !== undefined) {
       this.#shutdownConnection(c, key.readError);
       return false;
