@@ -575,8 +575,14 @@ class PerSocket {
   reading = false;
   /** A write is in flight (WSASend issued, not completed). */
   writing = false;
-  /** No more reads: the peer sent its FIN, or the server is draining. */
+  /** No more reads to echo: the peer sent its FIN, or the server drains. */
   readShut = false;
+  /** The peer sent its FIN (a read of 0 bytes). */
+  eof = false;
+  /** The server is shutting down: echo what was read, then linger. */
+  draining = false;
+  /** FIN sent after the last echo; reads now only wait for the peer's. */
+  lingering = false;
   /** closesocket done; late completions only give back buffers. */
   closed = false;
 
@@ -627,10 +633,11 @@ class CompletionEngine implements EchoEngine {
 
   drain(): void {
     for (const ctx of this.#contexts.values()) {
-      // Shutdown rule, server side: read no more; a write in flight (or a
-      // read that lands while it is) is written back before the close.
+      // Shutdown rule, server side: read no more to echo; a write in flight
+      // (or a read that lands while it is) is written back, then linger.
       ctx.readShut = true;
-      if (!ctx.writing && ctx.heldBuffer === undefined) this.#closeSocket(ctx);
+      ctx.draining = true;
+      if (!ctx.writing && ctx.heldBuffer === undefined) this.#linger(ctx);
     }
   }
 
@@ -671,12 +678,12 @@ class CompletionEngine implements EchoEngine {
 
   /** Proc IO_Read_Request: Receive (WSARecv) and Queue IO_Read_Completed. */
   #readRequest(ctx: PerSocket): void {
-    if (ctx.closed || ctx.readShut || ctx.reading) return;
+    if (ctx.closed || ctx.reading || (ctx.readShut && !ctx.lingering)) return;
     // The probe while the connection trickles; a pooled buffer once a read
     // has filled its buffer (more is waiting) or the probe is being written.
     const probeFree = ctx.writeBuffer !== ctx.probe &&
       ctx.heldBuffer !== ctx.probe;
-    const buffer = probeFree && ctx.lastRead < PROBE_SIZE
+    const buffer = probeFree && (ctx.lingering || ctx.lastRead < PROBE_SIZE)
       ? ctx.probe
       : this.#pool.take();
     ctx.readBuffer = buffer;
@@ -702,6 +709,13 @@ class CompletionEngine implements EchoEngine {
       // NOTE: if 0 bytes read then Client Shutdown Socket.
       this.#release(ctx, buffer);
       return this.#clientShutdown(ctx);
+    }
+    if (ctx.lingering) {
+      // Input after our FIN is dropped; keep reading until the peer's.
+      this.#release(ctx, buffer);
+      ctx.readOp.operation = "IO_Read_Request";
+      this.#port.post(ctx.readOp);
+      return;
     }
     ctx.session.lastActive = performance.now();
     ctx.lastRead = bytes;
@@ -765,12 +779,13 @@ class CompletionEngine implements EchoEngine {
       ctx.heldBuffer = undefined;
       return this.#queueWrite(ctx, held, ctx.heldLength);
     }
-    if (ctx.readShut) {
+    if (ctx.eof) {
       // The write path has emptied its buffer: it now does the close the
       // shutdown rule left to it ("it will then call Shutdown again").
-      if (!ctx.reading) this.#closeSocket(ctx);
+      this.#closeSocket(ctx);
       return;
     }
+    if (ctx.draining) return this.#linger(ctx);
     if (!ctx.reading) {
       ctx.readOp.operation = "IO_Read_Request";
       this.#port.post(ctx.readOp);
@@ -784,8 +799,28 @@ class CompletionEngine implements EchoEngine {
    */
   #clientShutdown(ctx: PerSocket): void {
     ctx.readShut = true; // how = SD_RECEIVE: no more reads
+    ctx.eof = true;
     if (ctx.writing || ctx.heldBuffer !== undefined) return;
     this.#closeSocket(ctx);
+  }
+
+  /**
+   * Server shutdown after the last echo: shutdown(SD_SEND) now, closesocket
+   * once the peer closes too (or the grace period ends). Closing at once
+   * could meet input not yet read, and the kernel would answer it with a
+   * reset that can destroy echoed bytes still on their way to the client.
+   */
+  #linger(ctx: PerSocket): void {
+    if (ctx.closed || ctx.lingering) return;
+    if (ctx.eof) return this.#closeSocket(ctx);
+    ctx.lingering = true;
+    (ctx.session.conn.closeWrite() as Promise<void>).catch(() => {
+      // Already shut or reset: the read below finds out.
+    });
+    if (!ctx.reading) {
+      ctx.readOp.operation = "IO_Read_Request";
+      this.#port.post(ctx.readOp);
+    }
   }
 
   /** ::shutdown(m_socket, how); ::closesocket(m_socket). */
