@@ -38,6 +38,19 @@ export {
   isLoopback,
 } from "./tools/hostinfo.ts";
 // servers/select_echo.ts
+export {
+  DEFAULT_BUFFER_SIZE,
+  type SelectEchoOptions,
+  type SelectionKey,
+  Selector,
+  serveSelectEcho,
+} from "./servers/select_echo.ts";
+// The handle and options both echo servers share (servers/_echo.ts).
+export type {
+  EchoServer,
+  EchoServerOptions,
+  EchoStats,
+} from "./servers/_echo.ts";
 // servers/completion_echo.ts
 // tools/netstat.ts
 export {
