@@ -226,3 +226,66 @@ export async function readLine(conn: Deno.Conn): Promise<string | null> {
     bytes.push(one[0]!);
   }
 }
+
+/** Polls `condition` until it holds, failing after `ms` with `what`. */
+export async function waitUntil(
+  condition: () => boolean,
+  what: string,
+  ms = 20_000,
+): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+/** Deterministic pseudo-random numbers (xorshift32), so a failure replays. */
+export function pseudoRandom(seed: number): () => number {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x;
+  };
+}
+
+/** `length` bytes from `next` (see {@linkcode pseudoRandom}). */
+export function randomBytes(length: number, next: () => number): Uint8Array {
+  const bytes = new Uint8Array(length);
+  for (let i = 0; i < length; i++) bytes[i] = next() & 0xff;
+  return bytes;
+}
+
+/** Index of the first difference of `a` and `b`, or -1 if they are equal. */
+export function firstDifference(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
+  return a.length === b.length ? -1 : n;
+}
+
+/**
+ * Connects to an echo server on 127.0.0.1:`port`, sends `data` in chunks of
+ * random size (1 to `maxChunk`) while reading, shuts down writing, and
+ * returns everything read until the server closes.
+ */
+export async function echoInChunks(
+  port: number,
+  data: Uint8Array,
+  next: () => number,
+  maxChunk: number,
+): Promise<Uint8Array> {
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const reading = readAll(conn);
+  let at = 0;
+  while (at < data.length) {
+    const size = 1 + (next() % maxChunk);
+    await writeAll(conn, data.subarray(at, at + size));
+    at += size;
+  }
+  await conn.closeWrite();
+  return await reading;
+}
