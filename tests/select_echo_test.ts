@@ -15,22 +15,19 @@ import {
   serveSelectEcho,
 } from "../servers/select_echo.ts";
 import type { EchoServer, EchoStats } from "../servers/_echo.ts";
-import { readAll, Running, runScript, writeAll } from "./_helpers.ts";
+import {
+  echoInChunks,
+  firstDifference,
+  pseudoRandom,
+  randomBytes,
+  readAll,
+  Running,
+  runScript,
+  waitUntil,
+  writeAll,
+} from "./_helpers.ts";
 
 const SCRIPT = "servers/select_echo.ts";
-
-/** Polls `condition` until it holds, failing after `ms` with `what`. */
-async function waitUntil(
-  condition: () => boolean,
-  what: string,
-  ms = 20_000,
-): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
 
 /** A select echo server on a free port that records its log. */
 function server(
@@ -43,51 +40,6 @@ function server(
     ...options,
   });
   return { server: s, log, stats: () => s.stats() };
-}
-
-/** Deterministic bytes (xorshift32) so a failure can be replayed. */
-function pseudoRandom(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-}
-
-function randomBytes(length: number, next: () => number): Uint8Array {
-  const bytes = new Uint8Array(length);
-  for (let i = 0; i < length; i++) bytes[i] = next() & 0xff;
-  return bytes;
-}
-
-/** Index of the first difference of `a` and `b`, or -1. */
-function firstDifference(a: Uint8Array, b: Uint8Array): number {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
-  return a.length === b.length ? -1 : n;
-}
-
-/** Sends `data` in random chunk sizes, shuts down writing, reads all back. */
-async function echoInChunks(
-  port: number,
-  data: Uint8Array,
-  next: () => number,
-  maxChunk: number,
-): Promise<Uint8Array> {
-  using conn = await Deno.connect({ port });
-  const reading = readAll(conn);
-  let at = 0;
-  while (at < data.length) {
-    const size = 1 + (next() % maxChunk);
-    await writeAll(conn, data.subarray(at, at + size));
-    at += size;
-  }
-  await conn.closeWrite();
-  return await reading;
 }
 
 // ---------------------------------------------------------------------------
