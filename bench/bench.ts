@@ -194,6 +194,7 @@ async function startServer(
   const child = new Deno.Command(cmd!, {
     args,
     cwd: ROOT,
+    env: { NO_COLOR: "1" },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -244,7 +245,9 @@ async function startServer(
   if (!m) {
     await stop();
     throw new Error(
-      `did not print "listening on": ${(await stderr).trim().split("\n")[0]}`,
+      `did not print "listening on": ${
+        (await stderr).replace(/\x1b\[[0-9;]*m/g, "").trim().split("\n")[0]
+      }`,
     );
   }
   return { port: Number(m[1]), pid: child.pid, stop };
@@ -465,20 +468,33 @@ function svgChart(
       return v !== undefined && bv ? v / bv : 0;
     })
   );
-  const max = Math.max(1.2, ...ratios.flat());
+  const max = Math.ceil(Math.max(1.2, ...ratios.flat()) * 2) / 2;
   const barH = 7, gap = 8, left = 95, width = 380, top = 34;
   const groupH = cols.length * barH + gap;
-  const height = top + servers.length * groupH + 24 + cols.length * 12;
-  const x = (r: number) => left + (r / max) * width;
+  const axisBottom = top + servers.length * groupH;
+  const height = axisBottom + 24 + cols.length * 12;
+  const x = (r: number) => (left + (r / max) * width).toFixed(1);
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${
-      left + width + 40
+      left + width + 20
     }" height="${height}" font-family="sans-serif" font-size="11">`,
     `<text x="4" y="14" font-size="12" font-weight="bold">${
       escapeXml(title)
     }</text>`,
     `<text x="4" y="27" fill="#555">throughput as a ratio to the plain Deno read/write loop (1.0)</text>`,
   ];
+  for (let t = 0; t <= max + 1e-9; t += 0.5) {
+    parts.push(
+      `<line x1="${x(t)}" y1="${top - 3}" x2="${
+        x(t)
+      }" y2="${axisBottom}" stroke="${t === 1 ? "#000" : "#ddd"}"${
+        t === 1 ? ' stroke-dasharray="3,2"' : ""
+      }/>`,
+      `<text x="${x(t)}" y="${axisBottom + 11}" text-anchor="middle">${
+        t.toFixed(1)
+      }</text>`,
+    );
+  }
   servers.forEach((s, i) => {
     const y0 = top + i * groupH;
     parts.push(
@@ -489,18 +505,11 @@ function svgChart(
     ratios[i]!.forEach((r, j) => {
       parts.push(
         `<rect x="${left}" y="${y0 + j * barH}" width="${
-          Math.max(0, x(r) - left).toFixed(1)
+          (Number(x(r)) - left).toFixed(1)
         }" height="${barH - 1}" fill="${colors[j % colors.length]}"/>`,
       );
     });
   });
-  const axisBottom = top + servers.length * groupH;
-  parts.push(
-    `<line x1="${x(1)}" y1="${top - 3}" x2="${
-      x(1)
-    }" y2="${axisBottom}" stroke="#000" stroke-dasharray="3,2"/>`,
-    `<text x="${x(1)}" y="${axisBottom + 11}" text-anchor="middle">1.0</text>`,
-  );
   cols.forEach(({ col }, j) => {
     const y = axisBottom + 24 + j * 12;
     parts.push(
@@ -756,11 +765,13 @@ export async function main(args: string[]): Promise<number> {
       try {
         s = await startServer(argv, serverCpu, nofile);
       } catch (error) {
+        // A server that cannot start once will not start for the next case.
         const msg = error instanceof Error ? error.message : String(error);
-        cells.set(c.key, { error: msg });
-        notes.push(`${server.name}, ${c.title}: cannot start: ${msg}`);
+        for (const k of activeCases) cells.set(k.key, { error: msg });
+        notes.push(`${server.name} failed to start: ${msg}`);
+        console.error(`${server.name}: failed to start: ${msg}`);
         failures++;
-        continue;
+        break;
       }
       try {
         if (c.rss) {
