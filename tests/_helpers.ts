@@ -21,7 +21,7 @@ export const SCRIPT_PERMISSIONS: Record<string, string[]> = {
     "--allow-net",
     "--allow-sys=hostname,networkInterfaces",
   ],
-  "tools/netstat.ts": ["--allow-read=/proc", "--allow-net=127.0.0.1,[::1]"],
+  "tools/netstat.ts": ["--allow-run=netstat", "--allow-net=127.0.0.1,[::1]"],
   "tools/load.ts": ["--allow-net=127.0.0.1,[::1]", "--allow-read=/proc/self"],
   "tools/compile.ts": [
     "--allow-read",
