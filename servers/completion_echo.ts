@@ -524,11 +524,12 @@ async function sendAll<K, O extends string>(
 // ---------------------------------------------------------------------------
 
 /**
- * Read buffer every connection owns while it waits: small, because a
- * connection that is only waiting must not pin a large buffer (FINDINGS:
- * RSS grows with the buffer a pending read holds).
+ * Read buffers every connection owns, two so that the next read can run
+ * while the last one is echoed: small, because a connection that is only
+ * waiting must not pin a large buffer (FINDINGS: RSS grows with the buffer
+ * a pending read holds). Pooled buffers are for peers that send more.
  */
-const PROBE_SIZE = 256;
+const PROBE_SIZE = 128;
 /** Pooled buffer for connections that bring more than a probe's worth. */
 const LARGE_SIZE = 16 * 1024;
 /** Free large buffers kept for reuse; past it they go to the GC. */
@@ -555,8 +556,8 @@ class BufferPool {
 class PerSocket {
   /** The core's session (connection, id, idle clock). */
   readonly session: Session;
-  /** The small buffer an idle connection reads into. */
-  readonly probe: Uint8Array;
+  /** The small buffers a trickling or idle connection reads into. */
+  readonly probes: [Uint8Array, Uint8Array];
   /** The OVERLAPPED of reads: IO_Read_Request, then IO_Read_Completed. */
   readonly readOp: Completion<PerSocket>;
   /** The OVERLAPPED of writes: IO_Write_Request, then IO_Write_Completed. */
@@ -588,7 +589,9 @@ class PerSocket {
 
   constructor(session: Session) {
     this.session = session;
-    this.probe = new Uint8Array(PROBE_SIZE);
+    // One allocation for both: a connection costs one small backing store.
+    const both = new Uint8Array(2 * PROBE_SIZE);
+    this.probes = [both.subarray(0, PROBE_SIZE), both.subarray(PROBE_SIZE)];
     this.readOp = { key: this, operation: "IO_Read_Request", bytes: 0 };
     this.writeOp = { key: this, operation: "IO_Write_Request", bytes: 0 };
   }
@@ -679,12 +682,11 @@ class CompletionEngine implements EchoEngine {
   /** Proc IO_Read_Request: Receive (WSARecv) and Queue IO_Read_Completed. */
   #readRequest(ctx: PerSocket): void {
     if (ctx.closed || ctx.reading || (ctx.readShut && !ctx.lingering)) return;
-    // The probe while the connection trickles; a pooled buffer once a read
-    // has filled its buffer (more is waiting) or the probe is being written.
-    const probeFree = ctx.writeBuffer !== ctx.probe &&
-      ctx.heldBuffer !== ctx.probe;
-    const buffer = probeFree && (ctx.lingering || ctx.lastRead < PROBE_SIZE)
-      ? ctx.probe
+    // A probe while the connection trickles (the one not being echoed: no
+    // read is issued while a read waits in heldBuffer); a pooled buffer once
+    // a read has filled a probe, as more is likely waiting.
+    const buffer = ctx.lingering || ctx.lastRead < PROBE_SIZE
+      ? (ctx.writeBuffer === ctx.probes[0] ? ctx.probes[1] : ctx.probes[0])
       : this.#pool.take();
     ctx.readBuffer = buffer;
     ctx.reading = true;
@@ -720,7 +722,7 @@ class CompletionEngine implements EchoEngine {
     ctx.session.lastActive = performance.now();
     ctx.lastRead = bytes;
     if (ctx.writing) {
-      // Only a pipelined read lands here; it waits for the write before it.
+      // It waits for the write before it; no read until that one is done.
       ctx.heldBuffer = buffer;
       ctx.heldLength = bytes;
       return;
@@ -730,10 +732,8 @@ class CompletionEngine implements EchoEngine {
 
   /**
    * Queues IO_Write_Request for `bytes` of `buffer`, and IO_Read_Request
-   * beside it when the read filled its buffer (the peer has more on the
-   * way: the notes' overlap of read and write). After a short read the next
-   * read waits for the write: a pingpong peer sends nothing before its echo,
-   * and a read posted early would pin a buffer for nothing.
+   * beside it, as the notes do: the next read runs while this echo is
+   * written, so a client's FIN can arrive while a send is in progress.
    */
   #queueWrite(ctx: PerSocket, buffer: Uint8Array, bytes: number): void {
     ctx.writeBuffer = buffer;
@@ -741,7 +741,7 @@ class CompletionEngine implements EchoEngine {
     ctx.writing = true;
     ctx.writeOp.operation = "IO_Write_Request";
     this.#port.post(ctx.writeOp);
-    if (bytes === buffer.length && !ctx.readShut) {
+    if (!ctx.readShut && !ctx.reading) {
       ctx.readOp.operation = "IO_Read_Request";
       this.#port.post(ctx.readOp);
     }
@@ -800,7 +800,14 @@ class CompletionEngine implements EchoEngine {
   #clientShutdown(ctx: PerSocket): void {
     ctx.readShut = true; // how = SD_RECEIVE: no more reads
     ctx.eof = true;
-    if (ctx.writing || ctx.heldBuffer !== undefined) return;
+    if (ctx.writing || ctx.heldBuffer !== undefined) {
+      if (this.#core.verbose) {
+        this.#core.log(
+          `connection ${ctx.session.id} shut down during a send: receive side shut, closing once the send drains`,
+        );
+      }
+      return;
+    }
     this.#closeSocket(ctx);
   }
 
@@ -844,9 +851,9 @@ class CompletionEngine implements EchoEngine {
     this.#core.end(ctx.session, quiet ? undefined : error);
   }
 
-  /** Gives a large buffer back to the pool; the probe stays with its owner. */
+  /** Gives a large buffer back to the pool; probes stay with their owner. */
   #release(ctx: PerSocket, buffer: Uint8Array): void {
-    if (buffer !== ctx.probe) this.#pool.give(buffer);
+    if (buffer.length === LARGE_SIZE) this.#pool.give(buffer);
   }
 }
 

@@ -1,0 +1,447 @@
+/**
+ * Tests of servers/completion_echo.ts: the CompletionPort (first in first
+ * out, waiters served in order, the concurrency limit, close, abort, the
+ * overlapped recv/send), and the echo server on it (integrity over 200
+ * connections, 10 MiB, half-close during a write, resets, the cap, the idle
+ * timeout, drain on SIGTERM, --threads 2, the command line), all on real
+ * sockets.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import {
+  type Completion,
+  type CompletionEchoOptions,
+  CompletionPort,
+  PORT_CLOSED,
+  serveCompletionEcho,
+} from "../servers/completion_echo.ts";
+import type { EchoServer } from "../servers/_echo.ts";
+import {
+  echoInChunks,
+  firstDifference,
+  pseudoRandom,
+  randomBytes,
+  readAll,
+  Running,
+  runScript,
+  waitUntil,
+  writeAll,
+} from "./_helpers.ts";
+
+const SCRIPT = "servers/completion_echo.ts";
+
+type Op = Completion<string>;
+
+function op(key: string, bytes = 0): Op {
+  return { key, operation: "IO_Read_Request", bytes };
+}
+
+/** Resolves after the event loop has run pending callbacks once. */
+function turn(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+/** A completion echo server on a free port that records its log. */
+async function server(
+  options: CompletionEchoOptions = {},
+): Promise<{ server: EchoServer; log: string[] }> {
+  const log: string[] = [];
+  const s = await serveCompletionEcho({
+    port: 0,
+    log: (line) => log.push(line),
+    ...options,
+  });
+  return { server: s, log };
+}
+
+// ---------------------------------------------------------------------------
+// CompletionPort
+// ---------------------------------------------------------------------------
+
+Deno.test("CompletionPort hands out completions first in, first out", async () => {
+  const port = new CompletionPort<string>(1);
+  for (const key of ["a", "b", "c", "d"]) port.post(op(key));
+  const seen: string[] = [];
+  for (let i = 0; i < 4; i++) {
+    const c = await port.get();
+    assert.notEqual(c, PORT_CLOSED);
+    seen.push((c as Op).key);
+    port.done();
+  }
+  assert.deepEqual(seen, ["a", "b", "c", "d"]);
+  assert.equal(port.queued, 0);
+  port.close();
+});
+
+Deno.test("CompletionPort wakes N waiting workers once each, in the order they asked", async () => {
+  const port = new CompletionPort<string>(3);
+  const woken: string[] = [];
+  const workers = [0, 1, 2].map((i) => {
+    const worker = port.worker();
+    return worker.get().then((c) => {
+      woken.push(`${i}:${(c as Op).key}`);
+      return worker;
+    });
+  });
+  await turn();
+  assert.equal(port.waiting, 3);
+  assert.deepEqual(woken, [], "nobody wakes before a post");
+  port.post(op("x"));
+  port.post(op("y"));
+  port.post(op("z"));
+  const handles = await Promise.all(workers);
+  assert.deepEqual(woken, ["0:x", "1:y", "2:z"]);
+  assert.equal(port.waiting, 0);
+  assert.equal(port.running, 3);
+  for (const w of handles) w.done();
+  assert.equal(port.running, 0);
+  port.close();
+});
+
+Deno.test("CompletionPort keeps at most `concurrency` completions in progress", async () => {
+  const port = new CompletionPort<string>(2);
+  for (const key of ["a", "b", "c", "d", "e"]) port.post(op(key));
+  const w = [0, 1, 2, 3].map(() => port.worker());
+  const got: (string | null)[] = [null, null, null, null];
+  const pending = w.map((worker, i) =>
+    worker.get().then((c) => got[i] = (c as Op).key)
+  );
+  await turn();
+  assert.deepEqual(got, ["a", "b", null, null], "only two in progress");
+  assert.equal(port.running, 2);
+  // Worker 0 asks again: its completion is done, and the oldest waiter
+  // (worker 2) is served before it.
+  const again = w[0]!.get().then((c) => (c as Op).key);
+  await turn();
+  assert.deepEqual(got, ["a", "b", "c", null]);
+  assert.equal(port.running, 2);
+  w[1]!.done();
+  await Promise.all(pending);
+  assert.deepEqual(got, ["a", "b", "c", "d"]);
+  w[2]!.done();
+  assert.equal(await again, "e");
+  assert.equal(port.running, 2);
+  assert.equal(port.tryGet(), undefined, "the queue is empty");
+  w[0]!.done();
+  w[3]!.done();
+  assert.equal(port.running, 0);
+  assert.throws(() => port.done(), RangeError);
+  port.close();
+});
+
+Deno.test("CompletionPort.close wakes every waiting worker with PORT_CLOSED", async () => {
+  const port = new CompletionPort<string>(4);
+  const waiting = [port.get(), port.get(), port.worker().get()];
+  await turn();
+  assert.equal(port.waiting, 3);
+  port.close();
+  assert.deepEqual(await Promise.all(waiting), [
+    PORT_CLOSED,
+    PORT_CLOSED,
+    PORT_CLOSED,
+  ]);
+  assert.equal(await port.get(), PORT_CLOSED, "later calls see it too");
+  assert.equal(port.tryGet(), PORT_CLOSED);
+  assert.equal(port.post(op("late")), false, "a post after close is dropped");
+  assert.equal(port.closed, true);
+});
+
+Deno.test("CompletionPort.get rejects on abort and gives up its place", async () => {
+  const port = new CompletionPort<string>(1);
+  const controller = new AbortController();
+  const aborted = port.get(controller.signal);
+  const next = port.get();
+  await turn();
+  assert.equal(port.waiting, 2);
+  controller.abort(new Error("stop waiting"));
+  await assert.rejects(aborted, /stop waiting/);
+  assert.equal(port.waiting, 1);
+  port.post(op("kept"));
+  assert.equal(((await next) as Op).key, "kept", "the aborted caller got none");
+  port.done();
+  await assert.rejects(
+    port.get(AbortSignal.abort(new Error("early"))),
+    /early/,
+  );
+  assert.equal(port.waiting, 0);
+  port.close();
+});
+
+Deno.test("CompletionPort checks its arguments", () => {
+  assert.throws(() => new CompletionPort(0), RangeError);
+  assert.throws(() => new CompletionPort(1.5), RangeError);
+  const port = new CompletionPort<string>();
+  assert.throws(() => port.recv(op("nobody"), new Uint8Array(1)), TypeError);
+  port.close();
+});
+
+Deno.test("CompletionPort recv/send post IO_Read_Completed and IO_Write_Completed with the byte counts", async () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const connecting = Deno.connect({
+    hostname: "127.0.0.1",
+    port: listener.addr.port,
+  });
+  using accepted = await listener.accept();
+  using client = await connecting;
+  const port = new CompletionPort<string>(1);
+  port.associate(accepted, "conn");
+  assert.throws(() => port.associate(accepted, "conn"), TypeError);
+
+  const write: Op = { key: "conn", operation: "IO_Write_Completed", bytes: 0 };
+  const data = randomBytes(300_000, pseudoRandom(7));
+  port.send(write, data, 200_000);
+  const reading = (async () => {
+    const got = new Uint8Array(200_000);
+    let n = 0;
+    while (n < got.length) n += (await client.read(got.subarray(n)))!;
+    return got;
+  })();
+  const sent = await port.get();
+  port.done();
+  assert.equal(sent, write);
+  assert.equal(write.bytes, 200_000, "a partial write is continued");
+  assert.equal(write.error, undefined);
+  assert.equal(firstDifference(await reading, data.subarray(0, 200_000)), -1);
+
+  const read: Op = { key: "conn", operation: "IO_Read_Completed", bytes: 0 };
+  const buffer = new Uint8Array(16);
+  port.recv(read, buffer);
+  await writeAll(client, new Uint8Array([1, 2, 3]));
+  assert.equal(await port.get(), read);
+  port.done();
+  assert.equal(read.bytes, 3);
+  assert.deepEqual([...buffer.subarray(0, 3)], [1, 2, 3]);
+
+  port.recv(read, buffer);
+  await client.closeWrite();
+  assert.equal(await port.get(), read);
+  port.done();
+  assert.equal(read.bytes, 0, "0 bytes read: the client shut down");
+  assert.equal(port.dissociate("conn"), accepted);
+  port.close();
+});
+
+// ---------------------------------------------------------------------------
+// The echo server
+// ---------------------------------------------------------------------------
+
+Deno.test("CompletionEchoServer echoes random data sent in random chunks over 200 concurrent connections, 4 workers", async () => {
+  const { server: s } = await server({ workers: 4 });
+  const port = s.addr.port;
+  const results = await Promise.all(
+    Array.from({ length: 200 }, async (_, i) => {
+      const next = pseudoRandom(1000 + i);
+      const data = randomBytes(1 + (next() % 40_000), next);
+      const back = await echoInChunks(port, data, next, 3000);
+      return firstDifference(back, data);
+    }),
+  );
+  assert.deepEqual(results.filter((d) => d !== -1), []);
+  const stats = await s.close();
+  assert.equal(stats.accepted, 200);
+  assert.equal(stats.errors, 0);
+  assert.equal(stats.active, 0);
+});
+
+Deno.test("CompletionEchoServer streams 10 MiB on one connection", async () => {
+  await using s = (await server()).server;
+  const data = randomBytes(10 * 1024 * 1024, pseudoRandom(99));
+  const back = await echoInChunks(s.addr.port, data, pseudoRandom(5), 65536);
+  assert.equal(back.length, data.length);
+  assert.equal(firstDifference(back, data), -1);
+});
+
+Deno.test("CompletionEchoServer: a client that shuts down while its echo is still being written gets every byte, then the close", async () => {
+  const { server: s, log } = await server({ verbose: true });
+  using conn = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: s.addr.port,
+  });
+  const data = randomBytes(4 * 1024 * 1024, pseudoRandom(3));
+  // A fast writer and a slow reader (16 KiB a millisecond): the FIN reaches
+  // the server with most of the echo still to write (the notes' "if send
+  // is in process, how is SD_RECEIVE").
+  const writing = (async () => {
+    await writeAll(conn, data);
+    await conn.closeWrite();
+  })();
+  const back = new Uint8Array(data.length + 1);
+  let got = 0;
+  for (;;) {
+    const n = await conn.read(back.subarray(got, got + 16384));
+    if (n === null) break;
+    got += n;
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  await writing;
+  assert.equal(got, data.length);
+  assert.equal(firstDifference(back.subarray(0, got), data), -1);
+  const stats = await s.close();
+  assert.equal(stats.errors, 0);
+  assert.equal(stats.bytesEchoed, data.length);
+  assert.ok(
+    log.some((l) => /connection 1 shut down during a send/.test(l)),
+    "the FIN arrived while a send was in progress",
+  );
+});
+
+Deno.test("CompletionEchoServer: a reset mid-stream closes that connection only, logged; the others are served", async () => {
+  const { server: s, log } = await server();
+  const port = s.addr.port;
+  using steady = await Deno.connect({ hostname: "127.0.0.1", port });
+  await writeAll(steady, new Uint8Array([1, 2, 3]));
+  const three = new Uint8Array(3);
+  let got = 0;
+  while (got < 3) got += (await steady.read(three.subarray(got)))!;
+  assert.deepEqual([...three], [1, 2, 3]);
+
+  // Closing with unread echo in the receive buffer makes the kernel send a
+  // reset instead of a FIN.
+  const rude = await Deno.connect({ hostname: "127.0.0.1", port });
+  await writeAll(rude, randomBytes(1024 * 1024, pseudoRandom(11)));
+  rude.close();
+  await waitUntil(() => s.stats().active === 1, "the reset connection to end");
+
+  const data = randomBytes(100_000, pseudoRandom(12));
+  const back = await echoInChunks(port, data, pseudoRandom(13), 5000);
+  assert.equal(firstDifference(back, data), -1);
+  await writeAll(steady, new Uint8Array([4]));
+  assert.equal(await steady.read(three), 1);
+  assert.equal(three[0], 4);
+  steady.close();
+  const stats = await s.close();
+  assert.equal(stats.accepted, 3);
+  assert.equal(stats.errors, 1);
+  assert.equal(
+    log.filter((l) => /connection 2 from .*(reset|broken pipe)/i.test(l))
+      .length,
+    1,
+  );
+});
+
+Deno.test("CompletionEchoServer closes connections past --max-connections, warns once per burst, serves the others", async () => {
+  const { server: s, log } = await server({ maxConnections: 2 });
+  const port = s.addr.port;
+  const one = await Deno.connect({ hostname: "127.0.0.1", port });
+  using two = await Deno.connect({ hostname: "127.0.0.1", port });
+  for (const c of [one, two]) {
+    await writeAll(c, new Uint8Array([9]));
+    assert.equal(await c.read(new Uint8Array(1)), 1);
+  }
+  for (let i = 0; i < 3; i++) {
+    using extra = await Deno.connect({ hostname: "127.0.0.1", port });
+    const n = await extra.read(new Uint8Array(1)).catch(() => null);
+    assert.equal(n, null, "a connection over the cap is closed");
+  }
+  assert.equal(s.stats().rejected, 3);
+  assert.equal(log.filter((l) => l.includes("cap 2 reached")).length, 1);
+  one.close();
+  await waitUntil(() => s.stats().active === 1, "a place under the cap");
+  using three = await Deno.connect({ hostname: "127.0.0.1", port });
+  await writeAll(three, new Uint8Array([7]));
+  const b = new Uint8Array(1);
+  assert.equal(await three.read(b), 1);
+  assert.equal(b[0], 7);
+  two.close();
+  three.close();
+  const stats = await s.close();
+  assert.equal(stats.accepted, 3);
+  assert.equal(stats.rejected, 3);
+});
+
+Deno.test("CompletionEchoServer closes a connection idle past --idle-timeout", async () => {
+  const { server: s } = await server({ idleTimeout: 200 });
+  using conn = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: s.addr.port,
+  });
+  await writeAll(conn, new Uint8Array([5]));
+  const b = new Uint8Array(8);
+  assert.equal(await conn.read(b), 1);
+  const started = performance.now();
+  assert.equal(
+    await conn.read(b),
+    null,
+    "the server closed the idle connection",
+  );
+  assert.ok(performance.now() - started >= 100, "not before the timeout");
+  const stats = await s.close();
+  assert.equal(stats.idleClosed, 1);
+});
+
+Deno.test("CompletionEchoServer with 2 threads: connections reach both, every byte echoes", async () => {
+  const { server: s } = await server({ threads: 2, workers: 2 });
+  const port = s.addr.port;
+  const results = await Promise.all(
+    Array.from({ length: 200 }, async (_, i) => {
+      const next = pseudoRandom(5000 + i);
+      const data = randomBytes(1 + (next() % 20_000), next);
+      const back = await echoInChunks(port, data, next, 2000);
+      return firstDifference(back, data);
+    }),
+  );
+  assert.deepEqual(results.filter((d) => d !== -1), []);
+  const stats = await s.close();
+  assert.equal(stats.accepted, 200);
+  assert.equal(stats.errors, 0);
+  assert.equal(stats.perThread?.length, 2);
+  const [a, b] = stats.perThread!;
+  assert.ok(
+    a!.accepted > 0 && b!.accepted > 0,
+    `per thread ${a!.accepted}, ${b!.accepted}`,
+  );
+  assert.equal(a!.accepted + b!.accepted, 200);
+  assert.equal(a!.bytesEchoed + b!.bytesEchoed, stats.bytesEchoed);
+});
+
+Deno.test("completion_echo.ts on SIGTERM stops accepting, writes back what it read, prints stats, exits 0", async () => {
+  await using proc = new Running(SCRIPT, ["--port", "0", "--workers", "3"]);
+  const port = await proc.port();
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const data = randomBytes(2 * 1024 * 1024, pseudoRandom(21));
+  const writing = writeAll(conn, data).catch(() => {});
+  // Once the first echo is back the server is busy with this connection.
+  const first = new Uint8Array(1);
+  assert.equal(await conn.read(first), 1);
+  proc.child.kill("SIGTERM");
+  const rest = await readAll(conn);
+  await writing;
+  const back = new Uint8Array(1 + rest.length);
+  back.set(first);
+  back.set(rest, 1);
+  assert.ok(back.length >= 1 && back.length <= data.length);
+  assert.equal(
+    firstDifference(back, data.subarray(0, back.length)),
+    -1,
+    "what came back is a prefix of what was sent",
+  );
+  // The server waits for this close (a lingering close) before its own.
+  conn.close();
+  const out = await proc.wait();
+  assert.equal(out.code, 0, out.stderr);
+  assert.match(
+    out.stdout,
+    new RegExp(`stats: 1 connections served.* ${back.length} bytes echoed`),
+  );
+  await assert.rejects(
+    Deno.connect({ hostname: "127.0.0.1", port }),
+    Deno.errors.ConnectionRefused,
+  );
+});
+
+Deno.test("completion_echo.ts --help exits 0; a bad option is one line, exit 2", async () => {
+  const help = await runScript(SCRIPT, ["--help"]);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /--workers N/);
+  assert.match(help.stdout, /--threads T/);
+  for (
+    const args of [["--workers", "0"], ["--threads", "x"], ["--nope"]]
+  ) {
+    const bad = await runScript(SCRIPT, args);
+    assert.equal(bad.code, 2, args.join(" "));
+    assert.equal(bad.stderr.trim().split("\n").length, 1, bad.stderr);
+    assert.match(bad.stderr, /^error: /);
+  }
+});
