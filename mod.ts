@@ -52,6 +52,15 @@ export type {
   EchoStats,
 } from "./servers/_echo.ts";
 // servers/completion_echo.ts
+export {
+  type Completion,
+  type CompletionEchoOptions,
+  CompletionPort,
+  type IoOperation,
+  PORT_CLOSED,
+  PortWorker,
+  serveCompletionEcho,
+} from "./servers/completion_echo.ts";
 // tools/netstat.ts
 export {
   type CheckOptions,

@@ -702,19 +702,19 @@ class CompletionEngine implements EchoEngine {
     ctx.reading = false;
     const buffer = ctx.readBuffer!;
     ctx.readBuffer = undefined;
-    if (ctx.closed) return this.#release(ctx, buffer);
+    if (ctx.closed) return this.#release(buffer);
     if (error !== undefined) {
-      this.#release(ctx, buffer);
+      this.#release(buffer);
       return this.#closeSocket(ctx, error);
     }
     if (bytes === 0) {
       // NOTE: if 0 bytes read then Client Shutdown Socket.
-      this.#release(ctx, buffer);
+      this.#release(buffer);
       return this.#clientShutdown(ctx);
     }
     if (ctx.lingering) {
       // Input after our FIN is dropped; keep reading until the peer's.
-      this.#release(ctx, buffer);
+      this.#release(buffer);
       ctx.readOp.operation = "IO_Read_Request";
       this.#port.post(ctx.readOp);
       return;
@@ -752,7 +752,7 @@ class CompletionEngine implements EchoEngine {
     if (ctx.closed) {
       // Closed while the request was queued: the write never starts.
       ctx.writing = false;
-      this.#release(ctx, ctx.writeBuffer!);
+      this.#release(ctx.writeBuffer!);
       ctx.writeBuffer = undefined;
       return;
     }
@@ -769,7 +769,7 @@ class CompletionEngine implements EchoEngine {
     ctx.writing = false;
     const buffer = ctx.writeBuffer;
     ctx.writeBuffer = undefined;
-    if (buffer) this.#release(ctx, buffer);
+    if (buffer) this.#release(buffer);
     this.#core.stats.bytesEchoed += bytes;
     if (ctx.closed) return;
     if (error !== undefined) return this.#closeSocket(ctx, error);
@@ -843,7 +843,7 @@ class CompletionEngine implements EchoEngine {
       // Already closed by the runtime.
     }
     if (ctx.heldBuffer) {
-      this.#release(ctx, ctx.heldBuffer);
+      this.#release(ctx.heldBuffer);
       ctx.heldBuffer = undefined;
     }
     // Buffers of I/O still in flight come back with their completions.
@@ -852,7 +852,7 @@ class CompletionEngine implements EchoEngine {
   }
 
   /** Gives a large buffer back to the pool; probes stay with their owner. */
-  #release(ctx: PerSocket, buffer: Uint8Array): void {
+  #release(buffer: Uint8Array): void {
     if (buffer.length === LARGE_SIZE) this.#pool.give(buffer);
   }
 }
