@@ -112,14 +112,18 @@ function testServer(
 /** Echoes with a plain read/write loop; `tamper` may change each chunk. */
 async function echoLoop(
   conn: Deno.TcpConn,
-  tamper?: (buf: Uint8Array, n: number, offset: number) => void,
+  tamper?: (
+    buf: Uint8Array,
+    n: number,
+    offset: number,
+  ) => void | Promise<void>,
 ): Promise<void> {
   const buf = new Uint8Array(16 * 1024);
   let offset = 0;
   while (true) {
     const n = await conn.read(buf);
     if (n === null) return;
-    tamper?.(buf, n, offset);
+    await tamper?.(buf, n, offset);
     offset += n;
     let done = 0;
     while (done < n) done += await conn.write(buf.subarray(done, n));
@@ -440,4 +444,74 @@ Deno.test("load.ts exits 1 with one line when nothing listens", async () => {
     out.stderr.trim(),
     `error: cannot connect to 127.0.0.1:${port}: connection refused`,
   );
+});
+
+Deno.test("load.ts --rate counts latency from when each message was due", async () => {
+  // The server stalls 300 ms once. Closed loop, one message waits through
+  // it; open loop, every message due during the stall does, and shows it.
+  let stalled = false;
+  await using server = testServer((conn) =>
+    echoLoop(conn, async () => {
+      if (stalled) return;
+      stalled = true;
+      // The stall under test, not a wait for an event.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    })
+  );
+  const { code, report } = await load([
+    "-p",
+    String(server.port),
+    "-c",
+    "1",
+    "--rate",
+    "100",
+    "-d",
+    "1",
+  ]);
+  assert.equal(code, 0);
+  assert.ok(report.latency.max >= 300, `max ${report.latency.max}`);
+  // About 30 of about 100 messages were due during the stall.
+  assert.ok(report.latency.p90 >= 100, `p90 ${report.latency.p90}`);
+});
+
+Deno.test("load.ts ends early on SIGINT and still reports", async () => {
+  await using server = testServer((conn) => echoLoop(conn));
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--quiet",
+      "--allow-net=127.0.0.1",
+      LOAD,
+      "-p",
+      String(server.port),
+      "-c",
+      "2",
+      "-d",
+      "60",
+      "--json",
+    ],
+    cwd: ROOT,
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stdout = new Response(child.stdout).text();
+  // Wait for the first progress line: traffic is running.
+  const reader = child.stderr.pipeThrough(new TextDecoderStream())
+    .getReader();
+  let err = "";
+  while (!err.includes("running")) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    err += value;
+  }
+  child.kill("SIGINT");
+  while (!(await reader.read()).done) { /* drain */ }
+  const status = await child.status;
+  const report = JSON.parse(await stdout);
+  assert.equal(status.code, 0);
+  assert.ok(report.seconds < 60, `${report.seconds}`);
+  assert.ok(report.messages > 0);
+  assert.equal(report.ok, true);
 });
