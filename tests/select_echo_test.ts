@@ -18,9 +18,11 @@ import type { EchoServer, EchoStats } from "../servers/_echo.ts";
 import {
   echoInChunks,
   firstDifference,
+  lineSplitter,
   pseudoRandom,
   randomBytes,
   readAll,
+  ROOT,
   Running,
   runScript,
   waitUntil,
@@ -40,6 +42,14 @@ function server(
     ...options,
   });
   return { server: s, log, stats: () => s.stats() };
+}
+
+/** Sends one byte and checks that it comes back. */
+async function ping(conn: Deno.Conn, byte: number): Promise<void> {
+  await writeAll(conn, new Uint8Array([byte]));
+  const one = new Uint8Array(1);
+  assert.equal(await conn.read(one), 1);
+  assert.equal(one[0], byte);
 }
 
 // ---------------------------------------------------------------------------
@@ -409,12 +419,6 @@ Deno.test("SelectEchoServer closes connections past --max-connections, warns onc
   const { server: s, log, stats } = server({ maxConnections: 2 });
   await using _ = s;
   const port = s.addr.port;
-  async function ping(conn: Deno.Conn, byte: number): Promise<void> {
-    await writeAll(conn, new Uint8Array([byte]));
-    const one = new Uint8Array(1);
-    assert.equal(await conn.read(one), 1);
-    assert.equal(one[0], byte);
-  }
   const a = await Deno.connect({ port });
   using b = await Deno.connect({ port });
   await ping(a, 1);
@@ -580,4 +584,61 @@ Deno.test("select_echo.ts --help exits 0; a bad --buffer is one line, exit 2", a
     );
     assert.equal(out.stdout, "");
   }
+});
+
+Deno.test("select_echo.ts out of file descriptors backs off, keeps serving, and accepts again once some are freed", async () => {
+  // A low descriptor limit for the server alone: accept() then fails with
+  // EMFILE while the clients' connections wait in the listen backlog.
+  const child = new Deno.Command("sh", {
+    args: [
+      "-c",
+      `ulimit -n 64 && exec "$0" run --quiet --allow-net=127.0.0.1 ${SCRIPT} --port 0`,
+      Deno.execPath(),
+    ],
+    cwd: ROOT,
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stdout = child.stdout.pipeThrough(new TextDecoderStream())
+    .pipeThrough(lineSplitter())[Symbol.asyncIterator]();
+  const stderr = child.stderr.pipeThrough(new TextDecoderStream())
+    .pipeThrough(lineSplitter())[Symbol.asyncIterator]();
+  const conns: Deno.TcpConn[] = [];
+  try {
+    const first = await stdout.next();
+    const port = Number(String(first.value).match(/:(\d+)$/)?.[1]);
+    assert.ok(port > 0, String(first.value));
+    for (let i = 0; i < 80; i++) conns.push(await Deno.connect({ port }));
+    const line = await stderr.next();
+    assert.match(
+      String(line.value),
+      /^accept failed: Too many open files; retry in 100 ms$/,
+    );
+    // The connections it holds still echo.
+    await ping(conns[0]!, 1);
+    await ping(conns[1]!, 2);
+    // Free most descriptors: the waiting connections are accepted and echo.
+    for (const c of conns.splice(0, 70)) c.close();
+    for (const [i, c] of conns.entries()) await ping(c, 10 + i);
+  } finally {
+    for (const c of conns) c.close();
+    child.kill("SIGTERM");
+  }
+  const status = await child.status;
+  let rest = "";
+  for await (const line of { [Symbol.asyncIterator]: () => stdout }) {
+    rest += line + "\n";
+  }
+  for await (const _ of { [Symbol.asyncIterator]: () => stderr }) {
+    // drained
+  }
+  assert.equal(status.code, 0);
+  const match = rest.match(
+    /^stats: (\d+) connections served, .* (\d+) accept errors$/m,
+  );
+  assert.ok(match, rest);
+  assert.equal(Number(match[1]), 80);
+  assert.ok(Number(match[2]) >= 1);
 });
