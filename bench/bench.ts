@@ -245,9 +245,7 @@ async function startServer(
   if (!m) {
     await stop();
     throw new Error(
-      `did not print "listening on": ${
-        (await stderr).replace(/\x1b\[[0-9;]*m/g, "").trim().split("\n")[0]
-      }`,
+      `did not print "listening on": ${(await stderr).trim().split("\n")[0]}`,
     );
   }
   return { port: Number(m[1]), pid: child.pid, stop };
