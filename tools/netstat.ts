@@ -191,12 +191,13 @@ export function decodeProcNetAddress(text: string): Endpoint {
     );
   }
   const bytes = new Uint8Array(hex.length / 2);
-  for (let word = 0; word < hex.length / 8; word++) {
-    for (let i = 0; i < 4; i++) {
-      // Byte i of the word in memory is the (3 - i)th pair of digits printed.
-      const at = word * 8 + (3 - i) * 2;
-      bytes[word * 4 + i] = parseInt(hex.slice(at, at + 2), 16);
-    }
+  for (let word = 0; word < bytes.length / 4; word++) {
+    // The word as printed is a number; its lowest byte came first in memory.
+    const n = parseInt(hex.slice(word * 8, word * 8 + 8), 16);
+    bytes[word * 4] = n & 0xff;
+    bytes[word * 4 + 1] = (n >>> 8) & 0xff;
+    bytes[word * 4 + 2] = (n >>> 16) & 0xff;
+    bytes[word * 4 + 3] = n >>> 24;
   }
   return {
     address: bytes.length === 4 ? formatIpv4(bytes) : formatIpv6(bytes),
