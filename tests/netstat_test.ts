@@ -506,7 +506,9 @@ Deno.test("parseStateName takes any case and dashes; an unknown name is a RangeE
   assert.equal(parseStateName("time-wait"), "TIME_WAIT");
   assert.equal(parseStateName("Fin_Wait1"), "FIN_WAIT1");
   assert.equal(parseStateName("unconn"), "UNCONN");
-  assert.throws(() => parseStateName("LISTENING"), /Unknown state "LISTENING"/);
+  assert.equal(parseStateName("LISTENING"), "LISTEN");
+  assert.equal(parseStateName("fin-wait-1"), "FIN_WAIT1");
+  assert.throws(() => parseStateName("LISTENS"), /Unknown state "LISTENS"/);
 });
 
 Deno.test("parseTarget takes HOST:PORT and [IPv6]:PORT, and explains what is wrong", () => {

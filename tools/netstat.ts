@@ -123,9 +123,20 @@ export const STATE_NAMES: readonly string[] = [
   UDP_UNCONNECTED,
 ];
 
+/** Names other netstats use, mapped to the kernel's. */
+const STATE_ALIASES: Record<string, string> = {
+  LISTENING: "LISTEN",
+  SYN_RECEIVED: "SYN_RECV",
+  SYN_RCVD: "SYN_RECV",
+  FIN_WAIT_1: "FIN_WAIT1",
+  FIN_WAIT_2: "FIN_WAIT2",
+  CLOSED: "CLOSE",
+};
+
 /**
  * Turns a state name as a user types it (`listen`, `time-wait`) into the
- * name the table uses (`LISTEN`, `TIME_WAIT`).
+ * name the table uses (`LISTEN`, `TIME_WAIT`). Other systems' names are
+ * taken too: `LISTENING`, `SYN_RECEIVED`, `FIN_WAIT_1`, `CLOSED`.
  *
  * @param name A state name, in any case, with `-` or `_`.
  * @returns The canonical name, one of {@linkcode STATE_NAMES}.
@@ -139,7 +150,8 @@ export const STATE_NAMES: readonly string[] = [
  * ```
  */
 export function parseStateName(name: string): string {
-  const canonical = name.trim().toUpperCase().replaceAll("-", "_");
+  const upper = name.trim().toUpperCase().replaceAll("-", "_");
+  const canonical = STATE_ALIASES[upper] ?? upper;
   if (!STATE_NAMES.includes(canonical)) {
     throw new RangeError(
       `Unknown state "${name}": expected one of ${STATE_NAMES.join(", ")}`,
@@ -494,16 +506,6 @@ export function netstatCommand(os: typeof Deno.build.os): string[] {
   return ["netstat", "-an"];
 }
 
-/** Names other netstats use, mapped to the kernel's. */
-const STATE_ALIASES: Record<string, string> = {
-  LISTENING: "LISTEN",
-  SYN_RECEIVED: "SYN_RECV",
-  SYN_RCVD: "SYN_RECV",
-  FIN_WAIT_1: "FIN_WAIT1",
-  FIN_WAIT_2: "FIN_WAIT2",
-  CLOSED: "CLOSE",
-};
-
 function normalState(text: string | undefined, udp: boolean): string {
   if (!text) return udp ? UDP_UNCONNECTED : "CLOSE";
   const upper = text.toUpperCase();
@@ -552,24 +554,14 @@ export function parseNetstatOutput(
   return sockets;
 }
 
+/** A socket as netstat shows it: no inode, no uid, at most one owner. */
 function entry(
-  protocol: Protocol,
-  local: Endpoint,
-  remote: Endpoint,
-  state: string,
-  queues: { recv: number; send: number; owner?: ProcessInfo },
+  fields: Omit<SocketEntry, "uid" | "inode" | "processes"> & {
+    owner?: ProcessInfo;
+  },
 ): SocketEntry {
-  return {
-    protocol,
-    local,
-    remote,
-    state,
-    recvQueue: queues.recv,
-    sendQueue: queues.send,
-    uid: null,
-    inode: null,
-    processes: queues.owner ? [queues.owner] : [],
-  };
+  const { owner, ...rest } = fields;
+  return { ...rest, uid: null, inode: null, processes: owner ? [owner] : [] };
 }
 
 /**
@@ -588,9 +580,13 @@ function linuxLine(fields: string[]): SocketEntry | undefined {
   const state = /^[A-Z][A-Z0-9_]*$/.test(rest[0] ?? "") ? rest.shift() : "";
   // A program name may hold spaces: the owner is the rest of the line.
   const owner = /^(\d+)\/(.*)$/.exec(rest.join(" "));
-  return entry(protocol, l, r, normalState(state, protocol.startsWith("udp")), {
-    recv: Number(recv),
-    send: Number(send),
+  return entry({
+    protocol,
+    local: l,
+    remote: r,
+    state: normalState(state, protocol.startsWith("udp")),
+    recvQueue: Number(recv),
+    sendQueue: Number(send),
     ...(owner ? { owner: { pid: Number(owner[1]), program: owner[2]! } } : {}),
   });
 }
@@ -605,9 +601,13 @@ function bsdLine(fields: string[]): SocketEntry | undefined {
   const l = splitAt(local!, ".", v6);
   const r = splitAt(remote!, ".", v6);
   if (!l || !r || !/^\d+$/.test(recv!) || !/^\d+$/.test(send!)) return;
-  return entry(protocol, l, r, normalState(state, match[1] === "udp"), {
-    recv: Number(recv),
-    send: Number(send),
+  return entry({
+    protocol,
+    local: l,
+    remote: r,
+    state: normalState(state, match[1] === "udp"),
+    recvQueue: Number(recv),
+    sendQueue: Number(send),
   });
 }
 
@@ -625,9 +625,14 @@ function windowsLine(fields: string[]): SocketEntry | undefined {
   const l = splitAt(local!, ":", v6);
   const r = splitAt(remote!, ":", v6);
   if (!l || !r) return;
-  return entry(protocol, l, r, normalState(rest[0], udp), {
-    recv: 0,
-    send: 0,
+  // Windows netstat shows no queues.
+  return entry({
+    protocol,
+    local: l,
+    remote: r,
+    state: normalState(rest[0], udp),
+    recvQueue: 0,
+    sendQueue: 0,
     ...(pid === undefined ? {} : { owner: { pid, program: null } }),
   });
 }
