@@ -576,6 +576,7 @@ function driveNet(run: Run, flow: Flow, socket: net.Socket): Promise<void> {
     const finish = () => {
       if (flow.done) return;
       flow.done = true;
+      run.tally.connected--;
       if (timer !== undefined) clearTimeout(timer);
       run.stop.removeEventListener("abort", onStop);
       socket.destroy();
@@ -638,6 +639,7 @@ function holdNet(run: Run, flow: Flow, socket: net.Socket): Promise<void> {
     const finish = () => {
       if (flow.done) return;
       flow.done = true;
+      run.tally.connected--;
       socket.destroy();
       resolve();
     };
@@ -684,10 +686,11 @@ async function connectConn(
 }
 
 /** Closes a Deno connection once. */
-function conCloser(flow: Flow, conn: Deno.TcpConn): () => void {
+function conCloser(run: Run, flow: Flow, conn: Deno.TcpConn): () => void {
   return () => {
     if (flow.done) return;
     flow.done = true;
+    run.tally.connected--;
     try {
       conn.close();
     } catch {
@@ -706,7 +709,7 @@ async function driveConn(
   conn: Deno.TcpConn,
 ): Promise<void> {
   conn.setNoDelay(true);
-  flow.close = conCloser(flow, conn);
+  flow.close = conCloser(run, flow, conn);
   await run.started;
   try {
     if (run.window === run.size && run.size <= PINGPONG_LIMIT) {
@@ -817,7 +820,7 @@ async function holdConn(
   flow: Flow,
   conn: Deno.TcpConn,
 ): Promise<void> {
-  flow.close = conCloser(flow, conn);
+  flow.close = conCloser(run, flow, conn);
   try {
     const n = await conn.read(flow.recv);
     if (n === null) {
