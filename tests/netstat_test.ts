@@ -863,6 +863,41 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "netstat --wait --host ::1 waits on IPv6 and names [::1]:PORT",
+  ignore: !IPV6,
+  fn: async () => {
+    using listener = Deno.listen({ hostname: "::1", port: 0 });
+    const port = listener.addr.port;
+    const out = await runScript(SCRIPT, [
+      "--wait",
+      String(port),
+      "--host",
+      "::1",
+    ], {
+      perms: NET,
+    });
+    assert.equal(out.code, 0, out.stderr);
+    assert.match(
+      out.stdout,
+      new RegExp(
+        `^\\[::1\\]:${port} accepts connections \\(after [\\d.]+ s, 1 attempt\\)\n$`,
+      ),
+    );
+  },
+});
+
+Deno.test("netstat --check and --wait without --allow-net: one line, exit 1", async () => {
+  for (const args of [["--check", "127.0.0.1:1"], ["--wait", "1"]]) {
+    const out = await runScript(SCRIPT, args, { perms: [] });
+    assert.equal(out.code, 1);
+    assert.match(
+      out.stderr,
+      /^error: Requires net access to "127\.0\.0\.1:1".*--allow-net.*\n$/,
+    );
+  }
+});
+
 // ---------------------------------------------------------------------------
 // Usage mistakes
 // ---------------------------------------------------------------------------

@@ -1300,8 +1300,7 @@ const SPEC: CommandSpec = {
     state: {
       type: "string",
       arg: "NAME",
-      description:
-        "Only sockets in this state: LISTEN, ESTABLISHED, TIME_WAIT, ... (any case).",
+      description: "Only sockets in this state (LISTEN, TIME_WAIT, ...).",
     },
     json: {
       type: "boolean",
@@ -1311,14 +1310,12 @@ const SPEC: CommandSpec = {
       type: "string",
       arg: "WHERE",
       default: "auto",
-      description:
-        "proc (/proc/net), netstat (run the platform's netstat) or auto.",
+      description: "proc (needs -A), netstat or auto.",
     },
     wait: {
       type: "string",
       arg: "PORT",
-      description:
-        "Wait until something accepts TCP connections on PORT; exit 0, or 1 at the timeout.",
+      description: "Wait until PORT accepts TCP connections.",
     },
     host: {
       type: "string",
@@ -1329,14 +1326,12 @@ const SPEC: CommandSpec = {
       type: "string",
       arg: "HOST:PORT",
       multiple: true,
-      description:
-        "Try a TCP connect (repeatable; IPv6 as [::1]:PORT); exit 0 only if all open.",
+      description: "Try a TCP connect; repeatable, IPv6 as [::1]:PORT.",
     },
     timeout: {
       type: "string",
       arg: "SECONDS",
-      description:
-        "How long --wait waits (default 30), or --check waits for each answer (default 3).",
+      description: "Limit for --wait (default 30) or --check (3).",
     },
   },
   epilog: `Examples:
@@ -1346,8 +1341,10 @@ const SPEC: CommandSpec = {
   tools/netstat.ts --wait 8080 --timeout 10 && run-the-tests
   tools/netstat.ts --check 127.0.0.1:8080 --check [::1]:8080
 
-Permissions: the listing needs --allow-read=/proc (Linux); the netstat
-fallback needs --allow-run=netstat; --wait and --check need --allow-net.`,
+Permissions: the listing needs --allow-run=netstat (it runs netstat -anpW on
+Linux, -an on macOS and BSD, -ano on Windows). Reading /proc itself (--source
+proc) needs -A: Deno 2.9.6 opens nothing under /proc with less. --wait and
+--check need --allow-net to the hosts they try.`,
 };
 
 const LISTING_OPTIONS = [
