@@ -503,6 +503,29 @@ Deno.test("SelectEchoServer: a reset mid-stream closes that connection only, log
   assert.equal(firstDifference(echoed, data), -1);
 });
 
+Deno.test("SelectEchoServer: a client that never reads is cut off when --grace ends", async () => {
+  const { server: s, log, stats } = server({ grace: 300 });
+  using conn = await Deno.connect({ port: s.addr.port });
+  const flood = randomBytes(64 * 1024, pseudoRandom(5));
+  let stop = false;
+  const writing = (async () => {
+    for (let i = 0; !stop && i < 1024; i++) await writeAll(conn, flood);
+  })().catch(() => {});
+  await waitUntil(() => stats().bytesHeld === 1024, "a full buffer");
+  // The server owes this client bytes it will never take: close() must
+  // still end, once the grace period is over.
+  const final = await s.close();
+  assert.ok(
+    log.includes("grace period over: closing 1 connections"),
+    log.join("\n"),
+  );
+  assert.equal(final.active, 0);
+  assert.equal(final.bytesHeld, 0);
+  stop = true;
+  conn.close();
+  await writing;
+});
+
 Deno.test("SelectEchoServer close() drains, resolves with the final stats; await using works", async () => {
   let stats: EchoStats;
   {
