@@ -16,6 +16,7 @@ import {
   CliError,
   type CommandSpec,
   parseCommandLine,
+  parseInteger,
   runMain,
   UsageError,
 } from "../_cli.ts";
@@ -79,6 +80,13 @@ const SPEC: CommandSpec = {
       arg: "NAMES",
       description:
         "Comma-separated servers to run (loop is always run: it is the yardstick).",
+    },
+    repeat: {
+      type: "string",
+      default: "1",
+      arg: "N",
+      description:
+        "Run the matrix N times, in rounds over all servers, and report each figure's median run.",
     },
     duration: {
       type: "string",
@@ -333,6 +341,61 @@ async function measureRss(
   return { kb: (peak - before) / held, report };
 }
 
+/** Runs one case against a started server. */
+async function measure(
+  c: CaseSpec,
+  s: Started,
+  loadCpu: string | undefined,
+  nofile: number,
+): Promise<Cell> {
+  if (c.rss) {
+    const { kb, report } = await measureRss(s, c.rss, loadCpu, nofile);
+    return { rssKb: kb, report };
+  }
+  const cpu0 = await cpuSeconds(s.pid);
+  const report = await runLoadProcess(c.args, s.port, loadCpu, nofile);
+  const cpu1 = await cpuSeconds(s.pid);
+  // Over the traffic seconds, though it includes the connect ramp and the
+  // drain: a slight overestimate.
+  const serverCpu = cpu0 !== undefined && cpu1 !== undefined
+    ? Math.round(((cpu1 - cpu0) / report.seconds) * 100)
+    : undefined;
+  return { report, serverCpu };
+}
+
+/** The headline figure of a cell: KB per connection, MB/s or msg/s. */
+function figure(cell: Cell): number | undefined {
+  if (cell.rssKb !== undefined) return cell.rssKb;
+  if (!cell.report) return undefined;
+  return cell.report.mode === "stream"
+    ? cell.report.megabytesPerSecond
+    : cell.report.messagesPerSecond;
+}
+
+/** One line of progress for a measured cell. */
+function describeCell(cell: Cell): string {
+  const r = cell.report!;
+  if (cell.rssKb !== undefined) return `${cell.rssKb.toFixed(2)} KB/conn`;
+  return `${
+    r.mode === "stream"
+      ? `${r.megabytesPerSecond} MB/s`
+      : `${fmtInt(r.messagesPerSecond)} msg/s`
+  }, p99 ${r.latency.p99} ms, CPU load ${r.cpu.percent}% server ${
+    cell.serverCpu ?? "?"
+  }%`;
+}
+
+/**
+ * The run of median headline figure among `cells` (the lower middle one for
+ * an even count); a failed run only if every run failed.
+ */
+function median(cells: Cell[]): Cell {
+  const good = cells.filter((cell) => figure(cell) !== undefined)
+    .sort((a, b) => figure(a)! - figure(b)!);
+  if (good.length === 0) return cells[0] ?? { error: "not run" };
+  return good[Math.floor((good.length - 1) / 2)]!;
+}
+
 function fmtInt(n: number): string {
   return Math.round(n).toLocaleString("en-US");
 }
@@ -560,6 +623,7 @@ export async function main(args: string[]): Promise<number> {
     }
   }
   const d = String(seconds);
+  const repeat = parseInteger(v.repeat, "--repeat", 1, 20);
   const many = quick ? 200 : 1000;
   const held = quick ? 2000 : 10_000;
   const cases: CaseSpec[] = [
@@ -760,6 +824,7 @@ export async function main(args: string[]): Promise<number> {
   );
   const results = new Map<string, Map<string, Cell>>();
   const ran: string[] = [];
+  const runnable: { spec: ServerSpec; argv: string[] }[] = [];
   let failures = 0;
   for (const server of chosen) {
     const argv = server.command();
@@ -768,67 +833,67 @@ export async function main(args: string[]): Promise<number> {
       console.error(`${server.name}: skipped (${argv})`);
       continue;
     }
-    const cells = new Map<string, Cell>();
-    results.set(server.name, cells);
+    runnable.push({ spec: server, argv });
     ran.push(server.name);
-    for (const c of activeCases) {
-      // A fresh server per case: one case's leftovers (held buffers, a
-      // starved connection) must not weigh on the next.
-      let s: Started;
-      try {
-        s = await startServer(argv, serverCpu, nofile);
-      } catch (error) {
-        // A server that cannot start once will not start for the next case.
-        const msg = error instanceof Error ? error.message : String(error);
-        for (const k of activeCases) cells.set(k.key, { error: msg });
-        notes.push(`${server.name} failed to start: ${msg}`);
-        console.error(`${server.name}: failed to start: ${msg}`);
-        failures++;
-        break;
-      }
-      try {
-        if (c.rss) {
-          const { kb, report } = await measureRss(s, c.rss, loadCpu, nofile);
-          cells.set(c.key, { rssKb: kb, report });
-          if (!report.ok) {
-            notes.push(
-              `${server.name}, ${c.title}: ${report.errors.join("; ")}`,
-            );
+    results.set(server.name, new Map());
+  }
+  // Every run of every case, by server and case; rounds go over all servers
+  // in turn, so that a drift of the machine weighs on all of them alike.
+  const runs = new Map<string, Map<string, Cell[]>>(
+    ran.map((name) => [name, new Map(activeCases.map((c) => [c.key, []]))]),
+  );
+  const broken = new Set<string>();
+  for (let round = 1; round <= repeat; round++) {
+    const tag = repeat > 1 ? ` (round ${round})` : "";
+    for (const { spec, argv } of runnable) {
+      if (broken.has(spec.name)) continue;
+      for (const c of activeCases) {
+        // A fresh server per case: one case's leftovers (held buffers, a
+        // starved connection) must not weigh on the next.
+        let s: Started;
+        try {
+          s = await startServer(argv, serverCpu, nofile);
+        } catch (error) {
+          // A server that cannot start once will not start for the next case.
+          const msg = error instanceof Error ? error.message : String(error);
+          broken.add(spec.name);
+          for (const k of activeCases) {
+            runs.get(spec.name)!.get(k.key)!.push({ error: msg });
           }
-          console.error(`${server.name}: ${c.title}: ${kb.toFixed(1)}`);
-        } else {
-          const cpu0 = await cpuSeconds(s.pid);
-          const report = await runLoadProcess(c.args, s.port, loadCpu, nofile);
-          const cpu1 = await cpuSeconds(s.pid);
-          // Over the traffic seconds, though it includes the connect ramp
-          // and the drain: a slight overestimate.
-          const serverCpu = cpu0 !== undefined && cpu1 !== undefined
-            ? Math.round(((cpu1 - cpu0) / report.seconds) * 100)
-            : undefined;
-          cells.set(c.key, { report, serverCpu });
+          notes.push(`${spec.name} failed to start: ${msg}`);
+          console.error(`${spec.name}: failed to start: ${msg}`);
+          failures++;
+          break;
+        }
+        let cell: Cell;
+        try {
+          cell = await measure(c, s, loadCpu, nofile);
+          const report = cell.report!;
           if (!report.ok) {
             notes.push(
-              `${server.name}, ${c.title}: ${report.errors.join("; ")}`,
+              `${spec.name}, ${c.title}${tag}: ${report.errors.join("; ")}`,
             );
           }
           console.error(
-            `${server.name}: ${c.title}: ${
-              report.mode === "stream"
-                ? `${report.megabytesPerSecond} MB/s`
-                : `${fmtInt(report.messagesPerSecond)} msg/s`
-            }, p99 ${report.latency.p99} ms, CPU load ${report.cpu.percent}% server ${
-              serverCpu ?? "?"
-            }%${report.ok ? "" : ", ERRORS"}`,
+            `${spec.name}: ${c.title}${tag}: ${describeCell(cell)}${
+              report.ok ? "" : ", ERRORS"
+            }`,
           );
+        } catch (error) {
+          const msg = error instanceof Error ? error.message : String(error);
+          cell = { error: msg };
+          notes.push(`${spec.name}, ${c.title}${tag}: ${msg}`);
+          failures++;
+        } finally {
+          await s.stop();
         }
-      } catch (error) {
-        const msg = error instanceof Error ? error.message : String(error);
-        cells.set(c.key, { error: msg });
-        notes.push(`${server.name}, ${c.title}: ${msg}`);
-        failures++;
-      } finally {
-        await s.stop();
+        runs.get(spec.name)!.get(c.key)!.push(cell);
       }
+    }
+  }
+  for (const name of ran) {
+    for (const c of activeCases) {
+      results.get(name)!.set(c.key, median(runs.get(name)!.get(c.key)!));
     }
   }
 
@@ -839,7 +904,9 @@ export async function main(args: string[]): Promise<number> {
   const md = [
     `Measured ${when} on ${machine}${
       pin ? "; server pinned to cpu 0, load generator to cpu 1" : ""
-    }; ${d} s per case${quick ? " (--quick)" : ""}.`,
+    }; ${d} s per case${quick ? " (--quick)" : ""}${
+      repeat > 1 ? `; median of ${repeat} runs per figure` : ""
+    }.`,
     "",
     markdownTable(rows),
     "",
