@@ -33,6 +33,7 @@ import {
   parsePort,
   parseSeconds,
   runMain,
+  shutdownSignal,
   UsageError,
 } from "../_cli.ts";
 import { sleep } from "../servers/_echo.ts";
@@ -1444,9 +1445,13 @@ async function waitMain(
   const where = formatAddress(options);
   const tty = !options.json && Deno.stderr.isTerminal();
   const encoder = new TextEncoder();
+  const start = performance.now();
+  // Ctrl-C ends the wait with one line, and a cleared status line.
+  using shutdown = shutdownSignal();
   try {
     const up = await waitForPort({
       ...options,
+      signal: shutdown.signal,
       onAttempt({ attempt, result }) {
         if (attempt === 1 && !options.json) {
           // The first failure is news (and the line scripts and tests wait
@@ -1456,10 +1461,10 @@ async function waitMain(
               `timeout ${options.timeout / 1000} s)`,
           );
         } else if (tty) {
+          const elapsed = (performance.now() - start) / 1000;
           Deno.stderr.writeSync(encoder.encode(
-            `\r\x1b[K${attempt} attempts, last: ${
-              result.reason ?? result.status
-            }`,
+            `\r\x1b[K${elapsed.toFixed(1)} s of ${options.timeout / 1000} s, ` +
+              `${attempt} attempts, last: ${result.reason ?? result.status}`,
           ));
         }
       },
@@ -1476,8 +1481,11 @@ async function waitMain(
     );
     return 0;
   } catch (error) {
-    if (!(error instanceof Deno.errors.TimedOut)) throw error;
     if (tty) Deno.stderr.writeSync(encoder.encode("\r\x1b[K"));
+    if (shutdown.signal.aborted) {
+      throw new CliError(`Interrupted while waiting for ${where}`);
+    }
+    if (!(error instanceof Deno.errors.TimedOut)) throw error;
     if (options.json) {
       console.log(JSON.stringify({
         hostname: options.hostname,
