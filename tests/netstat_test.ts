@@ -809,6 +809,18 @@ Deno.test("netstat --wait exits 1 with one line when nothing listens in time", a
   );
 });
 
+Deno.test("netstat --wait ends with one line, exit 1, on SIGINT", async () => {
+  const port = freePort();
+  await using waiter = new Running(SCRIPT, ["--wait", String(port)], NET);
+  await waiter.waitFor(/^waiting for /);
+  const out = await waiter.stop("SIGINT");
+  assert.equal(out.code, 1);
+  assert.equal(
+    out.stderr,
+    `error: Interrupted while waiting for 127.0.0.1:${port}\n`,
+  );
+});
+
 Deno.test("netstat --wait on an open port returns at once; --json reports it", async () => {
   using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = listener.addr.port;
