@@ -201,12 +201,14 @@ Deno.test("Selector with 1,000 idle connections: 10,000 events never arm more th
   using idle = await pairs(IDLE);
   using active = await pairs(ACTIVE);
   using selector = new Selector<{ buffer: Uint8Array; active: boolean }>();
+  const idleKeys: SelectionKey<{ buffer: Uint8Array; active: boolean }>[] = [];
   for (const conn of idle.servers) {
     const key = selector.register(conn, {
       buffer: new Uint8Array(16),
       active: false,
     });
     key.setRead(key.attachment.buffer);
+    idleKeys.push(key);
   }
   const activeKeys: SelectionKey<{ buffer: Uint8Array; active: boolean }>[] =
     [];
@@ -266,6 +268,11 @@ Deno.test("Selector with 1,000 idle connections: 10,000 events never arm more th
     }
     maxReads = Math.max(maxReads, selector.armedReads);
     maxWrites = Math.max(maxWrites, selector.armedWrites);
+    // Asking again for an idle connection's read arms nothing more.
+    const before = selector.armedReads;
+    const idleKey = idleKeys[events % IDLE]!;
+    assert.equal(idleKey.setRead(idleKey.attachment.buffer), false);
+    assert.equal(selector.armedReads, before);
     if (heapAtWarm === 0 && events >= 1_000) {
       heapAtWarm = Deno.memoryUsage().heapUsed;
     }
