@@ -687,6 +687,74 @@ for (const source of SOURCES) {
   });
 }
 
+/** Whether this runs as root with setpriv, so a test can drop to nobody. */
+const CAN_DROP_ROOT = (() => {
+  try {
+    // `id -u`, not Deno.uid(): the test task does not grant --allow-sys=uid.
+    const id = new Deno.Command("id", { args: ["-u"] }).outputSync();
+    const setpriv = new Deno.Command("setpriv", { args: ["--version"] })
+      .outputSync();
+    return new TextDecoder().decode(id.stdout).trim() === "0" &&
+      setpriv.success;
+  } catch {
+    return false;
+  }
+})();
+
+for (const source of SOURCES) {
+  Deno.test({
+    name:
+      `netstat (${source}) as another user: others' sockets show no owner, and a note says why`,
+    ignore: !CAN_DROP_ROOT,
+    fn: async () => {
+      using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      const port = listener.addr.port;
+      const out = await new Deno.Command("setpriv", {
+        args: [
+          "--reuid=65534",
+          "--regid=65534",
+          "--clear-groups",
+          "env",
+          // nobody may not read root's Deno cache; Deno runs without one.
+          "HOME=/nonexistent",
+          "DENO_DIR=/nonexistent/deno",
+          Deno.execPath(),
+          "run",
+          "--quiet",
+          ...PERMS[source],
+          SCRIPT,
+          "--json",
+          "--source",
+          source,
+          "--port",
+          String(port),
+        ],
+        cwd: ROOT,
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const stderr = new TextDecoder().decode(out.stderr);
+      assert.equal(out.code, 0, stderr);
+      const result = JSON.parse(new TextDecoder().decode(out.stdout));
+      const mine = result.sockets.filter((s: SocketEntry) =>
+        s.state === "LISTEN"
+      );
+      assert.equal(mine.length, 1);
+      assert.deepEqual(mine[0].processes, []);
+      assert.ok(
+        result.notes.some((note: string) =>
+          source === "proc"
+            ? /^\d+ process(es)? could not be inspected \(permission denied\)/
+              .test(note)
+            : /^netstat: Not all processes could be identified/.test(note)
+        ),
+        JSON.stringify(result.notes),
+      );
+    },
+  });
+}
+
 Deno.test("netstat: where neither /proc nor netstat may be used, one line and exit 1", async () => {
   const out = await runScript(SCRIPT, [], { perms: [] });
   assert.equal(out.code, 1);

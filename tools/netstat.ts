@@ -806,7 +806,11 @@ export async function listSockets(
   if (!hasOwners) notes.push(`Owners not shown: ${ran.command} has none`);
   // net-tools says "(Not all processes could be identified, ...)" when
   // others' processes hide their sockets from a non-root user.
-  const warning = ran.stderr.trim().split("\n")[0]?.replace(/^\((.*)\)$/, "$1");
+  // It wraps that over two lines: make it one.
+  const warning = ran.stderr.trim().replace(/\s+/g, " ").replace(
+    /^\((.*)\)$/,
+    "$1",
+  );
   if (warning) notes.push(`netstat: ${warning}`);
   return {
     source: "netstat",
