@@ -1,6 +1,7 @@
 /**
  * The main job (`deno task demo`): the notes' Test Server on an ephemeral
- * port, the Test Client against it, both sides' transcripts as they happen.
+ * port, the Test Client against it, both sides' transcripts as they happen;
+ * then each echo server under a short load that checks every byte.
  *
  * Requires `--allow-net=127.0.0.1`.
  *
@@ -9,7 +10,11 @@
 
 import { formatAddress, runMain } from "./_cli.ts";
 import { runTestClient } from "./clients/client.ts";
+import { type EchoServer, formatStats } from "./servers/_echo.ts";
+import { serveCompletionEcho } from "./servers/completion_echo.ts";
+import { serveSelectEcho } from "./servers/select_echo.ts";
 import { serveSequential } from "./servers/sequential.ts";
+import { formatReport, runLoad } from "./tools/load.ts";
 
 /** Prints `text` under a heading. */
 function section(title: string): void {
@@ -35,11 +40,48 @@ async function conversation(): Promise<void> {
   await server.finished;
 }
 
+/** One echo server under a short pingpong load, then its final stats. */
+async function underLoad(title: string, server: EchoServer): Promise<boolean> {
+  section(title);
+  console.log(`server | listening on ${formatAddress(server.addr)}`);
+  let ok = false;
+  try {
+    const report = await runLoad({
+      port: server.addr.port,
+      connections: 50,
+      size: 64,
+      duration: 1_000,
+    });
+    for (const line of formatReport(report).split("\n")) {
+      console.log(`load   | ${line}`);
+    }
+    ok = report.ok;
+  } finally {
+    console.log(`server | ${formatStats(await server.close())}`);
+  }
+  return ok;
+}
+
 /** Runs every part of the demo in turn. */
 async function main(): Promise<number> {
   console.log("socket-notes demo: the notes' programs, run on 127.0.0.1");
   await conversation();
-  return 0;
+  console.log(
+    "\nThe echo servers below run in this process, beside the load generator," +
+      "\nso the figures are a demonstration; `deno task bench` measures them apart.",
+  );
+  const log = (line: string) => console.log(`server | ${line}`);
+  const results = [
+    await underLoad(
+      "select() echo server (servers/select_echo.ts), 50 connections for 1 s",
+      serveSelectEcho({ port: 0, log }),
+    ),
+    await underLoad(
+      "I/O completion port echo server (servers/completion_echo.ts), 50 connections for 1 s",
+      await serveCompletionEcho({ port: 0, log }),
+    ),
+  ];
+  return results.every(Boolean) ? 0 : 1;
 }
 
 if (import.meta.main) runMain(main);
