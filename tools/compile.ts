@@ -61,7 +61,7 @@ export const TARGETS: CompileTarget[] = [
   {
     script: "tools/netstat.ts",
     name: "netstat",
-    permissions: ["--allow-net", "--allow-read=/proc", "--allow-run=netstat"],
+    permissions: ["--allow-net", "--allow-run=netstat"],
   },
   { script: "tools/load.ts", name: "load", permissions: ["--allow-net"] },
 ];
