@@ -939,6 +939,7 @@ export async function serveCompletionEcho(
       "Cannot share the port between threads: Deno.listen's reusePort needs --unstable-net (this package's deno.json sets it); add the flag or use one thread",
     );
   }
+  if (threads > 1) checkWorkerReadable(threads);
   if (threads === 1) {
     const listener = listenTcp({
       hostname: options.hostname ?? "127.0.0.1",
@@ -1060,6 +1061,7 @@ function startThread(
     const message = event.data;
     switch (message.type) {
       case "listening":
+        started = true;
         onListening(message.addr);
         break;
       case "error":
@@ -1080,9 +1082,11 @@ function startThread(
         break;
     }
   };
+  let started = false;
   worker.onerror = (event: ErrorEvent) => {
     event.preventDefault();
-    log(`[thread ${index}] failed: ${event.message}`);
+    // Before "listening" the caller reports the failure; after, log it.
+    if (started) log(`[thread ${index}] failed: ${event.message}`);
     onFailed(new CliError(`Thread ${index} failed: ${event.message}`));
     worker.terminate();
     onFinished(handle.stats);
@@ -1141,6 +1145,28 @@ function runThread(): void {
 function hasUnstableNet(): boolean {
   return typeof (Deno as { listenDatagram?: unknown }).listenDatagram ===
     "function";
+}
+
+/**
+ * A Web Worker loads this module and its two imports from disk, which needs
+ * read access to them; without it the Worker dies with a stack trace, so
+ * ask first and say what to add.
+ *
+ * @throws {CliError} If a module file cannot be read.
+ */
+function checkWorkerReadable(threads: number): void {
+  for (const module of ["./completion_echo.ts", "./_echo.ts", "../_cli.ts"]) {
+    const url = new URL(module, import.meta.url);
+    if (url.protocol !== "file:") continue;
+    const path = decodeURIComponent(url.pathname);
+    const status = Deno.permissions.querySync({ name: "read", path });
+    if (status.state !== "granted") {
+      const root = decodeURIComponent(new URL("../", import.meta.url).pathname);
+      throw new CliError(
+        `--threads ${threads} runs this module in Web Workers, which need to read it: add --allow-read=${root}`,
+      );
+    }
+  }
 }
 
 /** Whether this module is running as one of its own server threads. */
