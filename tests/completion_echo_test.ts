@@ -407,6 +407,32 @@ Deno.test("CompletionEchoServer with 2 threads: connections reach both, every by
   assert.equal(a!.bytesEchoed + b!.bytesEchoed, stats.bytesEchoed);
 });
 
+Deno.test("CompletionEchoServer with 2 threads counts --max-connections over both threads", async () => {
+  const { server: s } = await server({ threads: 2, maxConnections: 3 });
+  const port = s.addr.port;
+  const held: Deno.TcpConn[] = [];
+  try {
+    // Served ones first: each echoes a byte, so it holds its place.
+    for (let i = 0; i < 3; i++) {
+      const c = await Deno.connect({ hostname: "127.0.0.1", port });
+      held.push(c);
+      await writeAll(c, new Uint8Array([i]));
+      assert.equal(await c.read(new Uint8Array(1)), 1);
+    }
+    // Whichever thread the kernel hands them to, the rest are over the cap.
+    for (let i = 0; i < 4; i++) {
+      using extra = await Deno.connect({ hostname: "127.0.0.1", port });
+      const n = await extra.read(new Uint8Array(1)).catch(() => null);
+      assert.equal(n, null, "a connection over the cap is closed");
+    }
+  } finally {
+    for (const c of held) c.close();
+  }
+  const stats = await s.close();
+  assert.equal(stats.accepted, 3);
+  assert.equal(stats.rejected, 4);
+});
+
 Deno.test("completion_echo.ts on SIGTERM stops accepting, writes back what it read, prints stats, exits 0", async () => {
   await using proc = new Running(SCRIPT, ["--port", "0", "--workers", "3"]);
   const port = await proc.port();
