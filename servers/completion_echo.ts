@@ -180,7 +180,7 @@ export class CompletionPort<K, O extends string = IoOperation> {
   #waiters = new Fifo<Waiter<K, O>>();
   #running = 0; // completions handed out and not yet done
   #closed = false;
-  #conns = new Map<K, Deno.Conn>(); // associated connections by key
+  #conns = new Map<K, Association<K, O>>(); // associated connections by key
 
   /**
    * CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, maxConcurrency).
@@ -234,7 +234,7 @@ export class CompletionPort<K, O extends string = IoOperation> {
         `Cannot associate key "${String(key)}" twice: dissociate it first`,
       );
     }
-    this.#conns.set(key, conn);
+    this.#conns.set(key, new Association(conn));
   }
 
   /**
@@ -242,9 +242,9 @@ export class CompletionPort<K, O extends string = IoOperation> {
    * returns its connection, which the caller closes.
    */
   dissociate(key: K): Deno.Conn | undefined {
-    const conn = this.#conns.get(key);
+    const link = this.#conns.get(key);
     this.#conns.delete(key);
-    return conn;
+    return link?.conn;
   }
 
   /**
@@ -328,19 +328,9 @@ export class CompletionPort<K, O extends string = IoOperation> {
    * @throws {TypeError} If the key is not associated.
    */
   recv(completion: Completion<K, O>, buffer: Uint8Array): void {
-    const conn = this.#conn(completion.key);
-    conn.read(buffer).then(
-      (n) => {
-        completion.bytes = n ?? 0;
-        completion.error = undefined;
-        this.post(completion);
-      },
-      (error) => {
-        completion.bytes = 0;
-        completion.error = error;
-        this.post(completion);
-      },
-    );
+    const link = this.#link(completion.key);
+    if (link.recvFor !== completion) link.bindRecv(this, completion);
+    link.conn.read(buffer).then(link.onRecv, link.onRecvFail);
   }
 
   /**
@@ -352,17 +342,22 @@ export class CompletionPort<K, O extends string = IoOperation> {
    * @throws {TypeError} If the key is not associated.
    */
   send(completion: Completion<K, O>, bytes: Uint8Array, length: number): void {
-    sendAll(this, this.#conn(completion.key), completion, bytes, length);
+    const link = this.#link(completion.key);
+    if (link.sendFor !== completion) link.bindSend(this, completion);
+    link.sendBytes = bytes;
+    link.sendLength = length;
+    link.conn.write(length === bytes.length ? bytes : bytes.subarray(0, length))
+      .then(link.onSend, link.onSendFail);
   }
 
-  #conn(key: K): Deno.Conn {
-    const conn = this.#conns.get(key);
-    if (conn === undefined) {
+  #link(key: K): Association<K, O> {
+    const link = this.#conns.get(key);
+    if (link === undefined) {
       throw new TypeError(
         `Cannot do I/O on key "${String(key)}": associate a connection first`,
       );
     }
-    return conn;
+    return link;
   }
 
   /** Shared by `get` and `PortWorker.get`. */
@@ -493,21 +488,85 @@ export class PortWorker<K, O extends string = IoOperation>
   }
 }
 
-/** WSASend's body: loops over partial writes, then posts the completion. */
-async function sendAll<K, O extends string>(
+/**
+ * One association of a connection with a port, and the promise reactions of
+ * its overlapped reads and writes, made once per completion record rather
+ * than once per operation: a message then allocates no closure.
+ */
+class Association<K, O extends string> {
+  /** The associated connection. */
+  readonly conn: Deno.Conn;
+  /** The completion the read reactions post, and the reactions. */
+  recvFor: Completion<K, O> | undefined = undefined;
+  onRecv: (n: number | null) => void = noop;
+  onRecvFail: (error: unknown) => void = noop;
+  /** The completion the write reactions post, the reactions, the bytes. */
+  sendFor: Completion<K, O> | undefined = undefined;
+  onSend: (n: number) => void = noop;
+  onSendFail: (error: unknown) => void = noop;
+  sendBytes: Uint8Array | undefined = undefined;
+  sendLength = 0;
+
+  constructor(conn: Deno.Conn) {
+    this.conn = conn;
+  }
+
+  bindRecv(port: CompletionPort<K, O>, completion: Completion<K, O>): void {
+    this.recvFor = completion;
+    this.onRecv = (n) => {
+      completion.bytes = n ?? 0;
+      completion.error = undefined;
+      port.post(completion);
+    };
+    this.onRecvFail = (error) => {
+      completion.bytes = 0;
+      completion.error = error;
+      port.post(completion);
+    };
+  }
+
+  bindSend(port: CompletionPort<K, O>, completion: Completion<K, O>): void {
+    this.sendFor = completion;
+    this.onSend = (written) => {
+      if (written >= this.sendLength) {
+        this.sendBytes = undefined;
+        completion.bytes = written;
+        completion.error = undefined;
+        port.post(completion);
+      } else {
+        // A partial write: the rest is rare enough for an async loop.
+        sendRest(
+          port,
+          this.conn,
+          completion,
+          this.sendBytes!,
+          written,
+          this.sendLength,
+        );
+        this.sendBytes = undefined;
+      }
+    };
+    this.onSendFail = (error) => {
+      this.sendBytes = undefined;
+      completion.bytes = 0;
+      completion.error = error;
+      port.post(completion);
+    };
+  }
+}
+
+function noop(): void {}
+
+/** The rest of a WSASend after a partial write; then posts the completion. */
+async function sendRest<K, O extends string>(
   port: CompletionPort<K, O>,
   conn: Deno.Conn,
   completion: Completion<K, O>,
   bytes: Uint8Array,
+  written: number,
   length: number,
 ): Promise<void> {
-  let written = 0;
   try {
-    // One write covers a message almost always; the subarray is only for
-    // the rest of a partial write.
-    written = await conn.write(
-      length === bytes.length ? bytes : bytes.subarray(0, length),
-    );
     while (written < length) {
       written += await conn.write(bytes.subarray(written, length));
     }
@@ -609,6 +668,8 @@ class CompletionEngine implements EchoEngine {
   #pool = new BufferPool();
   #contexts = new Map<Session, PerSocket>();
   #workers: Promise<void>[] = [];
+  #now = performance.now(); // the idle clock, refreshed by the workers
+  #ticks = 0; // completions since the clock was read
 
   constructor(core: EchoCore, workers: number) {
     this.#core = core;
@@ -654,8 +715,15 @@ class CompletionEngine implements EchoEngine {
     using worker = this.#port.worker();
     for (;;) {
       // Completions already queued are taken without a promise each.
-      const completion = worker.tryGet() ?? await worker.get();
+      let completion = worker.tryGet();
+      if (completion === undefined) {
+        completion = await worker.get();
+        this.#ticks = 0;
+      }
       if (completion === PORT_CLOSED) return;
+      // The idle clock: performance.now() is a call into the runtime, so
+      // read it on each wake and every 32 completions, not per message.
+      if ((this.#ticks++ & 31) === 0) this.#now = performance.now();
       const ctx = completion.key;
       try {
         switch (completion.operation) {
@@ -719,7 +787,7 @@ class CompletionEngine implements EchoEngine {
       this.#port.post(ctx.readOp);
       return;
     }
-    ctx.session.lastActive = performance.now();
+    ctx.session.lastActive = this.#now;
     ctx.lastRead = bytes;
     if (ctx.writing) {
       // It waits for the write before it; no read until that one is done.
@@ -773,7 +841,7 @@ class CompletionEngine implements EchoEngine {
     this.#core.stats.bytesEchoed += bytes;
     if (ctx.closed) return;
     if (error !== undefined) return this.#closeSocket(ctx, error);
-    ctx.session.lastActive = performance.now();
+    ctx.session.lastActive = this.#now;
     const held = ctx.heldBuffer;
     if (held !== undefined) {
       ctx.heldBuffer = undefined;
