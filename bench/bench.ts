@@ -733,7 +733,8 @@ export async function main(args: string[]): Promise<number> {
   const servers: ServerSpec[] = [
     {
       name: "c",
-      about: "bench/_epoll_echo.c: single-threaded C epoll loop (the floor)",
+      about:
+        "bench/_epoll_echo.c: single-threaded C epoll loop, the fastest server here: its row shows what load.ts itself can reach",
       command: () => {
         if (!hasGcc) return "gcc not found";
         return [`${out}/epoll_echo`, "0"];
@@ -865,7 +866,7 @@ export async function main(args: string[]): Promise<number> {
           for (const k of activeCases) {
             runs.get(spec.name)!.get(k.key)!.push({ error: msg });
           }
-          notes.push(`${spec.name} failed to start: ${msg}`);
+          notes.push(`${spec.name} failed to start${tag}: ${msg}`);
           console.error(`${spec.name}: failed to start: ${msg}`);
           failures++;
           break;
