@@ -1223,6 +1223,9 @@ function hasUnstableNet(): boolean {
  * @throws {CliError} If a module file cannot be read.
  */
 function checkWorkerReadable(threads: number): void {
+  // A `deno compile` binary loads its Workers from the embedded modules,
+  // under a `deno-compile-` path, with no read access needed.
+  if (import.meta.url.includes("/deno-compile-")) return;
   for (const module of ["./completion_echo.ts", "./_echo.ts", "../_cli.ts"]) {
     const url = new URL(module, import.meta.url);
     if (url.protocol !== "file:") continue;
