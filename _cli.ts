@@ -46,6 +46,23 @@ export class CliError extends Error {
   }
 }
 
+/** The options of every server: where to listen. */
+export const LISTEN_OPTIONS: Record<string, OptionSpec> = {
+  hostname: {
+    type: "string",
+    default: "127.0.0.1",
+    arg: "ADDR",
+    description: "Address to listen on.",
+  },
+  port: {
+    type: "string",
+    short: "p",
+    default: String(NOTES_PORT),
+    arg: "PORT",
+    description: "Port to listen on; 0 picks a free one.",
+  },
+};
+
 /** One option of a script: the `parseArgs` config plus what `--help` shows. */
 export interface OptionSpec {
   /** `string` takes a value, `boolean` is a flag. */

@@ -15,6 +15,7 @@ import {
   type CommandSpec,
   describeError,
   formatAddress,
+  LISTEN_OPTIONS,
   listenTcp,
   type OptionSpec,
   parseCommandLine,
@@ -24,9 +25,6 @@ import {
   printListening,
   shutdownSignal,
 } from "../_cli.ts";
-
-/** Default port of every socket-notes server: the notes' `0x9988`. */
-export const DEFAULT_PORT = 0x9988;
 
 /** Options shared by the echo servers. */
 export interface EchoServerOptions {
@@ -139,16 +137,7 @@ export interface EchoEngine {
  */
 export class EchoCore {
   /** Live counters; engines add to `bytesEchoed`. */
-  readonly stats: EchoStats = {
-    accepted: 0,
-    rejected: 0,
-    active: 0,
-    peak: 0,
-    bytesEchoed: 0,
-    errors: 0,
-    idleClosed: 0,
-    acceptErrors: 0,
-  };
+  readonly stats: EchoStats = emptyStats();
   /** Sessions open now. */
   readonly sessions: Set<Session> = new Set();
   /** Where log lines go. */
@@ -399,13 +388,9 @@ export function formatStats(stats: EchoStats): string {
     `idle, ${stats.acceptErrors} accept errors${threads}`;
 }
 
-/**
- * Adds up the counters of several servers (threads sharing a port) and keeps
- * each one's in `perThread`. `peak` is the sum of the peaks: an upper bound,
- * as the threads need not have peaked at the same moment.
- */
-export function sumStats(list: EchoStats[]): EchoStats {
-  const total: EchoStats = {
+/** Counters of a server that has done nothing yet. */
+export function emptyStats(): EchoStats {
+  return {
     accepted: 0,
     rejected: 0,
     active: 0,
@@ -415,6 +400,15 @@ export function sumStats(list: EchoStats[]): EchoStats {
     idleClosed: 0,
     acceptErrors: 0,
   };
+}
+
+/**
+ * Adds up the counters of several servers (threads sharing a port) and keeps
+ * each one's in `perThread`. `peak` is the sum of the peaks: an upper bound,
+ * as the threads need not have peaked at the same moment.
+ */
+export function sumStats(list: EchoStats[]): EchoStats {
+  const total = emptyStats();
   for (const s of list) {
     total.accepted += s.accepted;
     total.rejected += s.rejected;
@@ -431,19 +425,7 @@ export function sumStats(list: EchoStats[]): EchoStats {
 
 /** The command-line options both echo servers take. */
 export const ECHO_OPTIONS: Record<string, OptionSpec> = {
-  hostname: {
-    type: "string",
-    default: "127.0.0.1",
-    arg: "ADDR",
-    description: "Address to listen on.",
-  },
-  port: {
-    type: "string",
-    short: "p",
-    default: String(DEFAULT_PORT),
-    arg: "PORT",
-    description: "Port to listen on; 0 picks a free one.",
-  },
+  ...LISTEN_OPTIONS,
   "max-connections": {
     type: "string",
     default: "10000",

@@ -35,9 +35,8 @@
  * @module
  */
 
-import { CliError, parseInteger, runMain } from "../_cli.ts";
+import { CliError, NOTES_PORT, parseInteger, runMain } from "../_cli.ts";
 import {
-  DEFAULT_PORT,
   ECHO_OPTIONS,
   type EchoCore,
   type EchoEngine,
@@ -1279,8 +1278,8 @@ const COMMAND = {
   },
   epilog: `Examples:
   deno run --allow-net=127.0.0.1 servers/completion_echo.ts --port 0
-  deno run --allow-net=127.0.0.1 --allow-read servers/completion_echo.ts -p ${DEFAULT_PORT} --threads 2
-  ncat 127.0.0.1 ${DEFAULT_PORT}
+  deno run --allow-net=127.0.0.1 --allow-read servers/completion_echo.ts -p ${NOTES_PORT} --threads 2
+  ncat 127.0.0.1 ${NOTES_PORT}
 
 Prints "listening on HOST:PORT"; on SIGINT/SIGTERM stops accepting, lets
 every connection finish its echo (within --grace) and prints the stats.`,

@@ -62,9 +62,8 @@
  * @module
  */
 
-import { parseInteger, runMain } from "../_cli.ts";
+import { NOTES_PORT, parseInteger, runMain } from "../_cli.ts";
 import {
-  DEFAULT_PORT,
   ECHO_OPTIONS,
   type EchoCore,
   type EchoEngine,
@@ -766,8 +765,8 @@ const COMMAND = {
   },
   epilog: `Examples:
   deno run --allow-net=127.0.0.1 servers/select_echo.ts --port 0
-  deno run --allow-net=127.0.0.1 servers/select_echo.ts -p ${DEFAULT_PORT} --buffer 16384 --idle-timeout 60
-  ncat 127.0.0.1 ${DEFAULT_PORT}
+  deno run --allow-net=127.0.0.1 servers/select_echo.ts -p ${NOTES_PORT} --buffer 16384 --idle-timeout 60
+  ncat 127.0.0.1 ${NOTES_PORT}
 
 Prints "listening on HOST:PORT"; on SIGINT/SIGTERM stops accepting, writes
 back what each connection has read (within --grace) and prints the stats.`,

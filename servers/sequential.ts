@@ -26,6 +26,7 @@
 import {
   type CommandSpec,
   formatAddress,
+  LISTEN_OPTIONS,
   listenTcp,
   NOTES_PORT,
   parseCommandLine,
@@ -203,19 +204,7 @@ const COMMAND: CommandSpec = {
     "The notes' Test Server: greets each client with 'Test Server', reads a " +
     "line, says 'Say Goodbye', reads a line, closes; one client at a time.",
   options: {
-    hostname: {
-      type: "string",
-      default: "127.0.0.1",
-      arg: "ADDR",
-      description: "Address to listen on.",
-    },
-    port: {
-      type: "string",
-      short: "p",
-      default: String(NOTES_PORT),
-      arg: "PORT",
-      description: "Port to listen on; 0 picks a free one.",
-    },
+    ...LISTEN_OPTIONS,
     timeout: {
       type: "string",
       default: "30",
