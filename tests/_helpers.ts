@@ -22,7 +22,7 @@ export const SCRIPT_PERMISSIONS: Record<string, string[]> = {
     "--allow-sys=hostname,networkInterfaces",
   ],
   "tools/netstat.ts": ["--allow-run=netstat", "--allow-net=127.0.0.1,[::1]"],
-  "tools/load.ts": ["--allow-net=127.0.0.1,[::1]", "--allow-read=/proc/self"],
+  "tools/load.ts": ["--allow-net=127.0.0.1,[::1]"],
   "tools/compile.ts": [
     "--allow-read",
     "--allow-env",
