@@ -333,6 +333,22 @@ export function shutdownSignal(): { signal: AbortSignal } & Disposable {
 }
 
 /**
+ * Sleeps `ms`, or less if `signal` aborts first; never rejects.
+ */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  if (signal?.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
+
+/**
  * Runs a script's `main`, then exits with its code. A {@linkcode UsageError}
  * prints one line and exits 2; a {@linkcode CliError}, a Deno permission
  * error, or any other error prints one line and exits 1, never a stack trace.

@@ -24,6 +24,7 @@ import {
   parseSeconds,
   printListening,
   shutdownSignal,
+  sleep,
 } from "../_cli.ts";
 
 /** Options shared by the echo servers. */
@@ -359,20 +360,6 @@ export function runEchoServer(
       return finished.then(() => {});
     },
   };
-}
-
-/** Sleeps `ms`, or less if `signal` aborts first; never rejects. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  if (signal?.aborted) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener("abort", done, { once: true });
-  });
 }
 
 /** Formats final counters as the one line a server prints when it stops. */

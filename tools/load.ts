@@ -39,9 +39,10 @@ import {
   parseSeconds,
   runMain,
   shutdownSignal,
+  sleep,
   UsageError,
 } from "../_cli.ts";
-import { isClosed, isPeerGone, sleep } from "../servers/_echo.ts";
+import { isClosed, isPeerGone } from "../servers/_echo.ts";
 import { LatencyHistogram } from "./_histogram.ts";
 
 export { LatencyHistogram };

@@ -34,9 +34,9 @@ import {
   parseSeconds,
   runMain,
   shutdownSignal,
+  sleep,
   UsageError,
 } from "../_cli.ts";
-import { sleep } from "../servers/_echo.ts";
 
 // ---------------------------------------------------------------------------
 // Usage Detection: the socket table
