@@ -58,6 +58,7 @@ export {
   CompletionPort,
   type IoOperation,
   PORT_CLOSED,
+  PortSocket,
   PortWorker,
   serveCompletionEcho,
 } from "./servers/completion_echo.ts";

@@ -110,8 +110,14 @@ export interface Session {
   readonly conn: Deno.TcpConn;
   /** `IP:PORT` of the peer, for logs. */
   readonly remote: string;
-  /** `performance.now()` of the last byte read or written; the idle sweep reads it. */
-  lastActive: number;
+  /**
+   * Set by the engine whenever a byte is read or written, and cleared by the
+   * idle sweep: a store per message, where a clock read would be a call into
+   * the runtime.
+   */
+  active: boolean;
+  /** `performance.now()` of the sweep that last found `active` set. */
+  lastSeen: number;
 }
 
 /** An I/O model: how an echo server moves bytes for the sessions it is given. */
@@ -241,12 +247,19 @@ export function runEchoServer(
   let nextId = 1;
 
   // One sweep for all connections, not a timer per connection: 10,000 timers
-  // re-armed on every read would cost more than the echo itself.
+  // re-armed on every read would cost more than the echo itself. A session
+  // active since the last sweep is stamped now; one not seen active for
+  // idleTimeout is closed. It is never closed early: its last byte came at
+  // or before the stamp. It may be closed up to two sweeps late, so sweep
+  // every eighth of the timeout (at least 10 ms apart, at most 1 s).
   const sweep = idleTimeout > 0
     ? setInterval(() => {
       const now = performance.now();
       for (const session of core.sessions) {
-        if (now - session.lastActive >= idleTimeout) {
+        if (session.active) {
+          session.active = false;
+          session.lastSeen = now;
+        } else if (now - session.lastSeen >= idleTimeout) {
           core.stats.idleClosed++;
           if (core.verbose) {
             core.log(`idle timeout on connection ${session.id}`);
@@ -254,7 +267,7 @@ export function runEchoServer(
           engine.close(session);
         }
       }
-    }, Math.max(10, Math.min(1000, idleTimeout / 4)))
+    }, Math.max(10, Math.min(1000, idleTimeout / 8)))
     : undefined;
 
   async function acceptLoop(): Promise<void> {
@@ -299,7 +312,8 @@ export function runEchoServer(
         id: nextId++,
         conn,
         remote,
-        lastActive: performance.now(),
+        active: false,
+        lastSeen: performance.now(),
       };
       core.sessions.add(session);
       core.stats.accepted++;

@@ -655,7 +655,7 @@ class SelectEngine implements EchoEngine {
     const stats = this.#core.stats;
     stats.bytesHeld! += n;
     if (c.held > stats.peakHeld!) stats.peakHeld = c.held;
-    c.session.lastActive = performance.now();
+    c.session.active = true;
     return true;
   }
 
@@ -675,7 +675,7 @@ class SelectEngine implements EchoEngine {
     const stats = this.#core.stats;
     stats.bytesHeld! -= n;
     stats.bytesEchoed += n;
-    c.session.lastActive = performance.now();
+    c.session.active = true;
     return true;
   }
 

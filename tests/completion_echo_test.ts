@@ -173,11 +173,10 @@ Deno.test("CompletionPort checks its arguments", () => {
   assert.throws(() => new CompletionPort(0), RangeError);
   assert.throws(() => new CompletionPort(1.5), RangeError);
   const port = new CompletionPort<string>();
-  assert.throws(() => port.recv(op("nobody"), new Uint8Array(1)), TypeError);
   port.close();
 });
 
-Deno.test("CompletionPort recv/send post IO_Read_Completed and IO_Write_Completed with the byte counts", async () => {
+Deno.test("PortSocket recv/send post IO_Read_Completed and IO_Write_Completed with the byte counts", async () => {
   using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const connecting = Deno.connect({
     hostname: "127.0.0.1",
@@ -186,12 +185,18 @@ Deno.test("CompletionPort recv/send post IO_Read_Completed and IO_Write_Complete
   using accepted = await listener.accept();
   using client = await connecting;
   const port = new CompletionPort<string>(1);
-  port.associate(accepted, "conn");
-  assert.throws(() => port.associate(accepted, "conn"), TypeError);
+  const socket = port.associate(accepted, "conn");
+  assert.throws(() => port.associate(accepted, "again"), TypeError);
+  assert.equal(socket.key, "conn");
+  assert.throws(
+    () => socket.recv(op("someone else"), new Uint8Array(1)),
+    TypeError,
+    "a completion of another key",
+  );
 
   const write: Op = { key: "conn", operation: "IO_Write_Completed", bytes: 0 };
   const data = randomBytes(300_000, pseudoRandom(7));
-  port.send(write, data, 200_000);
+  socket.send(write, data, 200_000);
   const reading = (async () => {
     const got = new Uint8Array(200_000);
     let n = 0;
@@ -207,20 +212,22 @@ Deno.test("CompletionPort recv/send post IO_Read_Completed and IO_Write_Complete
 
   const read: Op = { key: "conn", operation: "IO_Read_Completed", bytes: 0 };
   const buffer = new Uint8Array(16);
-  port.recv(read, buffer);
+  socket.recv(read, buffer);
   await writeAll(client, new Uint8Array([1, 2, 3]));
   assert.equal(await port.get(), read);
   port.done();
   assert.equal(read.bytes, 3);
   assert.deepEqual([...buffer.subarray(0, 3)], [1, 2, 3]);
 
-  port.recv(read, buffer);
+  socket.recv(read, buffer);
   await client.closeWrite();
   assert.equal(await port.get(), read);
   port.done();
   assert.equal(read.bytes, 0, "0 bytes read: the client shut down");
-  assert.equal(port.dissociate("conn"), accepted);
+  assert.equal(socket.dissociate(), accepted);
+  assert.throws(() => socket.recv(read, buffer), TypeError, "dissociated");
   port.close();
+  assert.throws(() => port.associate(accepted, "late"), TypeError, "closed");
 });
 
 // ---------------------------------------------------------------------------
