@@ -22,6 +22,7 @@ import {
   runMain,
   UsageError,
 } from "../_cli.ts";
+import { ECHO_V8_FLAGS } from "../servers/_echo.ts";
 
 /** A script to compile and the permissions its binary gets. */
 export interface CompileTarget {
@@ -31,6 +32,8 @@ export interface CompileTarget {
   name: string;
   /** Permission flags baked into the executable. */
   permissions: string[];
+  /** Other runtime flags baked in: unstable APIs, V8 settings. */
+  flags?: string[];
   /** Extra modules the script loads at run time (Worker modules). */
   include?: string[];
 }
@@ -52,11 +55,13 @@ export const TARGETS: CompileTarget[] = [
     script: "servers/select_echo.ts",
     name: "select_echo",
     permissions: ["--allow-net"],
+    flags: [ECHO_V8_FLAGS],
   },
   {
     script: "servers/completion_echo.ts",
     name: "completion_echo",
-    permissions: ["--allow-net", "--unstable-net"],
+    permissions: ["--allow-net"],
+    flags: ["--unstable-net", ECHO_V8_FLAGS],
   },
   {
     script: "tools/netstat.ts",
@@ -120,6 +125,7 @@ export async function compile(
       "compile",
       "--quiet",
       ...entry.permissions,
+      ...(entry.flags ?? []),
       ...(entry.include ?? []).flatMap((m) => ["--include", m]),
       "--output",
       output,
@@ -180,7 +186,8 @@ export async function main(args: string[]): Promise<number> {
   console.log(`runtime: ${findRuntime() ?? "download from dl.deno.land"}`);
   for (const entry of wanted) {
     const output = await compile(entry, outDir);
-    console.log(`${output}  (${entry.permissions.join(" ")})`);
+    const baked = [...entry.permissions, ...(entry.flags ?? [])];
+    console.log(`${output}  (${baked.join(" ")})`);
   }
   return 0;
 }
