@@ -290,6 +290,23 @@ export function listenTcp(options: ListenOptions): Deno.TcpListener {
   }
 }
 
+/**
+ * Whether `error` is what a peer's reset or abrupt close looks like; such a
+ * connection is closed and counted, never retried.
+ */
+export function isPeerGone(error: unknown): boolean {
+  return error instanceof Deno.errors.ConnectionReset ||
+    error instanceof Deno.errors.BrokenPipe ||
+    error instanceof Deno.errors.ConnectionAborted ||
+    error instanceof Deno.errors.NotConnected;
+}
+
+/** Whether `error` says the resource was closed under a pending operation. */
+export function isClosed(error: unknown): boolean {
+  return error instanceof Deno.errors.BadResource ||
+    error instanceof Deno.errors.Interrupted;
+}
+
 /** The short reason of an error, for a one-line message. */
 export function describeError(error: unknown): string {
   if (error instanceof Deno.errors.AddrInUse) return "address already in use";

@@ -15,6 +15,7 @@ import {
   type CommandSpec,
   describeError,
   formatAddress,
+  isClosed,
   LISTEN_OPTIONS,
   listenTcp,
   type OptionSpec,
@@ -205,23 +206,6 @@ export class EchoCore {
     if (this.sessions.size === 0) return Promise.resolve();
     return new Promise((resolve) => this.#emptied = resolve);
   }
-}
-
-/**
- * Whether `error` is what a peer's reset or abrupt close looks like; such a
- * connection is closed and counted, never retried.
- */
-export function isPeerGone(error: unknown): boolean {
-  return error instanceof Deno.errors.ConnectionReset ||
-    error instanceof Deno.errors.BrokenPipe ||
-    error instanceof Deno.errors.ConnectionAborted ||
-    error instanceof Deno.errors.NotConnected;
-}
-
-/** Whether `error` says the resource was closed under a pending operation. */
-export function isClosed(error: unknown): boolean {
-  return error instanceof Deno.errors.BadResource ||
-    error instanceof Deno.errors.Interrupted;
 }
 
 /**
@@ -509,4 +493,4 @@ export async function echoServerMain(
   return 0;
 }
 
-export { listenTcp };
+export { isClosed, listenTcp };

@@ -52,15 +52,23 @@ function denoArgs(script: string, args: string[], perms?: string[]) {
 }
 
 /** Runs `script` with `args` to completion. */
-export async function runScript(
+export function runScript(
   script: string,
   args: string[],
   options: { perms?: string[]; env?: Record<string, string> } = {},
 ): Promise<Output> {
+  return runDeno(denoArgs(script, args, options.perms), options.env);
+}
+
+/** Runs `deno ARGS...` (a task, say) in the project root to completion. */
+export async function runDeno(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<Output> {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: denoArgs(script, args, options.perms),
+    args,
     cwd: ROOT,
-    env: { NO_COLOR: "1", ...options.env },
+    env: { NO_COLOR: "1", ...env },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

@@ -6,25 +6,12 @@
  */
 
 import assert from "node:assert/strict";
-import { ROOT } from "./_helpers.ts";
+import { ROOT, runDeno } from "./_helpers.ts";
 
 const OUT = "bench-results/test";
 
-async function task(args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["task", "--quiet", "bench", ...args],
-    cwd: ROOT,
-    env: { NO_COLOR: "1" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const decoder = new TextDecoder();
-  return {
-    code: out.code,
-    stdout: decoder.decode(out.stdout),
-    stderr: decoder.decode(out.stderr),
-  };
+function task(args: string[]) {
+  return runDeno(["task", "--quiet", "bench", ...args]);
 }
 
 Deno.test("deno task bench --quick runs a matrix and writes bench.md and bench.svg", async () => {

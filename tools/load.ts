@@ -33,6 +33,8 @@ import {
   type CommandSpec,
   describeError,
   formatAddress,
+  isClosed,
+  isPeerGone,
   NOTES_PORT,
   parseCommandLine,
   parseInteger,
@@ -42,7 +44,6 @@ import {
   sleep,
   UsageError,
 } from "../_cli.ts";
-import { isClosed, isPeerGone } from "../servers/_echo.ts";
 import { LatencyHistogram } from "./_histogram.ts";
 
 export { LatencyHistogram };
