@@ -669,8 +669,10 @@ class BufferPool {
  * per connection costs several hundred bytes of RSS beyond its contents
  * (measured: 10,000 connections holding a read on their own 128-byte
  * buffers cost 0.6-0.9 KB more each than on views of shared slabs). A probe
- * goes back only once no read or write uses it; the pool keeps every probe
- * it made, bounded by the most connections open at once.
+ * goes back only once no read or write uses it (closing a `Deno.Conn`
+ * cancels its pending read, so this is a safeguard, not the only one); the
+ * pool keeps every probe it made, bounded by the most connections open at
+ * once.
  */
 class ProbePool {
   #free: Uint8Array[] = [];

@@ -252,6 +252,68 @@ Deno.test("CompletionEchoServer echoes random data sent in random chunks over 20
   assert.equal(stats.active, 0);
 });
 
+Deno.test("CompletionEchoServer reuses the probes of closed connections, never one probe for two: churn beside steady clients, every echo intact", async () => {
+  // Probes are views of shared slabs, handed to later connections. A probe
+  // given to two open connections at once would put one client's bytes into
+  // another's echo. Churn: waves of connections that close politely, close
+  // without reading their echo, or reset with input unread, while steady
+  // clients opened after the first wave (so on reused probes) pingpong
+  // messages shorter than a probe and check each echo.
+  const { server: s } = await server();
+  const port = s.addr.port;
+  const churn = async (wave: number) => {
+    await Promise.all(Array.from({ length: 30 }, async (_, i) => {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      const message = randomBytes(50, pseudoRandom(wave * 100 + i));
+      await writeAll(conn, message);
+      if (i % 3 === 0) {
+        // Polite: read the echo, then close.
+        const back = new Uint8Array(50);
+        let got = 0;
+        while (got < 50) {
+          const n = await conn.read(back.subarray(got));
+          if (n === null) break;
+          got += n;
+        }
+        assert.equal(firstDifference(back, message), -1);
+      } else if (i % 3 === 1) {
+        // More input, unread echo: closing now resets the connection.
+        await writeAll(conn, randomBytes(4096, pseudoRandom(i)));
+      }
+      conn.close();
+    }));
+  };
+  await churn(0);
+  await waitUntil(() => s.stats().active === 0, "the first wave to end");
+
+  let churning = true;
+  const steady = Array.from({ length: 20 }, async (_, i) => {
+    using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const next = pseudoRandom(7000 + i);
+    let rounds = 0;
+    for (; churning || rounds < 20; rounds++) {
+      const message = randomBytes(1 + (next() % 100), next);
+      await writeAll(conn, message);
+      const back = new Uint8Array(message.length);
+      let got = 0;
+      while (got < back.length) {
+        const n = await conn.read(back.subarray(got));
+        assert.notEqual(n, null, `client ${i}: the server closed`);
+        got += n!;
+      }
+      assert.equal(firstDifference(back, message), -1, `client ${i}`);
+    }
+    return rounds;
+  });
+  for (let wave = 1; wave <= 6; wave++) await churn(wave);
+  churning = false;
+  const rounds = await Promise.all(steady);
+  assert.ok(rounds.every((r) => r >= 20), String(rounds));
+  const stats = await s.close();
+  assert.equal(stats.accepted, 7 * 30 + 20);
+  assert.equal(stats.active, 0);
+});
+
 Deno.test("CompletionEchoServer streams 10 MiB on one connection", async () => {
   await using s = (await server()).server;
   const data = randomBytes(10 * 1024 * 1024, pseudoRandom(99));
