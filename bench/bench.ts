@@ -21,7 +21,7 @@ import {
   UsageError,
 } from "../_cli.ts";
 import type { LoadReport } from "../tools/load.ts";
-import { ECHO_V8_FLAGS } from "../servers/_echo.ts";
+import { ECHO_RUNTIME_ENV, ECHO_V8_FLAGS } from "../servers/_echo.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 
@@ -33,6 +33,8 @@ interface ServerSpec {
   about: string;
   /** Command and arguments; the port (0) is already in them. */
   command: () => string[] | string;
+  /** Environment of the server process, beside NO_COLOR. */
+  env?: Readonly<Record<string, string>>;
 }
 
 /** One cell of the matrix. */
@@ -211,12 +213,13 @@ async function startServer(
   argv: string[],
   cpu: string | undefined,
   nofile: number,
+  env: Readonly<Record<string, string>> = {},
 ): Promise<Started> {
   const [cmd, ...args] = wrap(argv, cpu, nofile);
   const child = new Deno.Command(cmd!, {
     args,
     cwd: ROOT,
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", ...env },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -716,7 +719,8 @@ export async function main(args: string[]): Promise<number> {
   }
 
   // The project's echo servers run as the README says to run them, with
-  // ECHO_V8_FLAGS; the baselines as their authors would, with none.
+  // ECHO_V8_FLAGS and ECHO_RUNTIME_ENV; the baselines as their authors
+  // would, with neither.
   const denoServer = (
     script: string,
     extra: string[] = [],
@@ -762,6 +766,7 @@ export async function main(args: string[]): Promise<number> {
         "--max-connections",
         "20000",
       ], [ECHO_V8_FLAGS]),
+      env: ECHO_RUNTIME_ENV,
     },
     {
       name: "completion-1",
@@ -772,6 +777,7 @@ export async function main(args: string[]): Promise<number> {
         "--threads",
         "1",
       ], [ECHO_V8_FLAGS]),
+      env: ECHO_RUNTIME_ENV,
     },
     {
       name: "completion-2",
@@ -783,6 +789,7 @@ export async function main(args: string[]): Promise<number> {
         "--threads",
         "2",
       ], [ECHO_V8_FLAGS]),
+      env: ECHO_RUNTIME_ENV,
     },
     {
       name: "node",
@@ -867,7 +874,7 @@ export async function main(args: string[]): Promise<number> {
         // starved connection) must not weigh on the next.
         let s: Started;
         try {
-          s = await startServer(argv, serverCpu, nofile);
+          s = await startServer(argv, serverCpu, nofile, spec.env);
         } catch (error) {
           // A server that cannot start once will not start for the next case.
           const msg = error instanceof Error ? error.message : String(error);
