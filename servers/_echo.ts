@@ -427,8 +427,10 @@ export const ECHO_V8_FLAGS = "--v8-flags=--max-semi-space-size=4";
  * saturated server on `Deno.Conn` serves most connections within a
  * millisecond and leaves a few waiting for up to 2 s (reads stay pending
  * while their bytes sit in the socket); measured here at 500 connections
- * with a C pingpong client: p99 15-43 ms by default, 3.9-6.5 ms at 1, with
- * the 50-connection pingpong rate unchanged. It is an environment variable
+ * with a C pingpong client, completion server: p99 15-43 ms by default,
+ * 3.9-5.8 ms at 1, and the 50-connection rate 1-4% higher. Where the client
+ * is the bottleneck (the bench's 1,000 connections) it does not help. It is
+ * an environment variable
  * of the process, so it goes before the command (or into a service's
  * environment); a script cannot set it for itself, and `deno compile` does
  * not bake it in.
