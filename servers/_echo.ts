@@ -439,6 +439,14 @@ export const ECHO_RUNTIME_ENV: Readonly<Record<string, string>> = {
   DENO_TOKIO_EVENT_INTERVAL: "1",
 };
 
+/** The `--help` lines that say how to run `script` for many connections. */
+export function manyConnectionsHelp(script: string): string {
+  const env = Object.entries(ECHO_RUNTIME_ENV).map(([k, v]) => `${k}=${v}`);
+  return `For many busy connections, run it with Deno's event loop asking the kernel
+for ready sockets every turn and a smaller V8 young generation (README):
+  ${env.join(" ")} deno run ${ECHO_V8_FLAGS} --allow-net ${script}`;
+}
+
 /** The command-line options both echo servers take. */
 export const ECHO_OPTIONS: Record<string, OptionSpec> = {
   ...LISTEN_OPTIONS,

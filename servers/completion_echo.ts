@@ -46,6 +46,7 @@ import {
   type EchoStats,
   isClosed,
   listenTcp,
+  manyConnectionsHelp,
   parseEchoOptions,
   runEchoServer,
   type Session,
@@ -1380,6 +1381,8 @@ const COMMAND = {
   deno run --allow-net=127.0.0.1 servers/completion_echo.ts --port 0
   deno run --allow-net=127.0.0.1 --allow-read servers/completion_echo.ts -p ${NOTES_PORT} --threads 2
   ncat 127.0.0.1 ${NOTES_PORT}
+
+${manyConnectionsHelp("servers/completion_echo.ts")}
 
 Prints "listening on HOST:PORT"; on SIGINT/SIGTERM stops accepting, lets
 every connection finish its echo (within --grace) and prints the stats.`,

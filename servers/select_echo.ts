@@ -72,6 +72,7 @@ import {
   type EchoServerOptions,
   isClosed,
   listenTcp,
+  manyConnectionsHelp,
   parseEchoOptions,
   runEchoServer,
   type Session,
@@ -767,6 +768,8 @@ const COMMAND = {
   deno run --allow-net=127.0.0.1 servers/select_echo.ts --port 0
   deno run --allow-net=127.0.0.1 servers/select_echo.ts -p ${NOTES_PORT} --buffer 16384 --idle-timeout 60
   ncat 127.0.0.1 ${NOTES_PORT}
+
+${manyConnectionsHelp("servers/select_echo.ts")}
 
 Prints "listening on HOST:PORT"; on SIGINT/SIGTERM stops accepting, writes
 back what each connection has read (within --grace) and prints the stats.`,

@@ -91,12 +91,17 @@ export class Running implements AsyncDisposable {
   #stderr: Promise<string>;
   #done?: Promise<Output>;
 
-  /** Starts `script` with `args`. */
-  constructor(script: string, args: string[], perms?: string[]) {
+  /** Starts `script` with `args`, `perms` (flags) and extra `env`. */
+  constructor(
+    script: string,
+    args: string[],
+    perms?: string[],
+    env: Readonly<Record<string, string>> = {},
+  ) {
     this.child = new Deno.Command(Deno.execPath(), {
       args: denoArgs(script, args, perms),
       cwd: ROOT,
-      env: { NO_COLOR: "1" },
+      env: { NO_COLOR: "1", ...env },
       stdin: "null",
       stdout: "piped",
       stderr: "piped",

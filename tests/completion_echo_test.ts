@@ -17,7 +17,11 @@ import {
   PORT_CLOSED,
   serveCompletionEcho,
 } from "../servers/completion_echo.ts";
-import type { EchoServer } from "../servers/_echo.ts";
+import {
+  ECHO_RUNTIME_ENV,
+  ECHO_V8_FLAGS,
+  type EchoServer,
+} from "../servers/_echo.ts";
 import {
   echoInChunks,
   firstDifference,
@@ -26,6 +30,7 @@ import {
   readAll,
   Running,
   runScript,
+  SCRIPT_PERMISSIONS,
   waitUntil,
   writeAll,
 } from "./_helpers.ts";
@@ -565,6 +570,35 @@ Deno.test("completion_echo.ts --threads 2 without read access is one line, exit 
   assert.equal(out.code, 1);
   assert.match(out.stderr, /^error: --threads 2 .*--allow-read=/);
   assert.equal(out.stderr.trim().split("\n").length, 1, out.stderr);
+});
+
+Deno.test("completion_echo.ts runs as its help says to for many connections: 200 connections echo, stats on SIGTERM", async () => {
+  const help = await runScript(SCRIPT, ["--help"]);
+  const line = help.stdout.split("\n").find((l) => l.includes("deno run --v8"));
+  assert.ok(line, help.stdout);
+  assert.ok(line.includes(`${ECHO_V8_FLAGS} --allow-net ${SCRIPT}`), line);
+  for (const [name, value] of Object.entries(ECHO_RUNTIME_ENV)) {
+    assert.ok(line.includes(`${name}=${value} deno run`), line);
+  }
+  await using proc = new Running(
+    SCRIPT,
+    ["--port", "0"],
+    [ECHO_V8_FLAGS, ...SCRIPT_PERMISSIONS[SCRIPT]!],
+    ECHO_RUNTIME_ENV,
+  );
+  const port = await proc.port();
+  const results = await Promise.all(
+    Array.from({ length: 200 }, async (_, i) => {
+      const next = pseudoRandom(500 + i);
+      const data = randomBytes(1 + (next() % 5000), next);
+      const back = await echoInChunks(port, data, next, 700);
+      return firstDifference(back, data);
+    }),
+  );
+  assert.deepEqual(results.filter((d) => d !== -1), []);
+  const out = await proc.stop("SIGTERM");
+  assert.equal(out.code, 0, out.stderr);
+  assert.match(out.stdout, /stats: 200 connections served/);
 });
 
 Deno.test("completion_echo.ts --help exits 0; a bad option is one line, exit 2", async () => {
