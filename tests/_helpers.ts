@@ -89,17 +89,26 @@ export class Running implements AsyncDisposable {
   readonly lines: string[] = [];
   #stdout: AsyncIterator<string>;
   #stderr: Promise<string>;
+  #stderrLines: AsyncIterator<string>;
   #done?: Promise<Output>;
 
-  /** Starts `script` with `args`, `perms` (flags) and extra `env`. */
+  /**
+   * Starts `script` with `args`, `perms` (flags) and extra `env`; with
+   * `nofile`, under that open-files limit (`ulimit -n`, through `sh`).
+   */
   constructor(
     script: string,
     args: string[],
     perms?: string[],
     env: Readonly<Record<string, string>> = {},
+    options: { nofile?: number } = {},
   ) {
-    this.child = new Deno.Command(Deno.execPath(), {
-      args: denoArgs(script, args, perms),
+    const deno = [Deno.execPath(), ...denoArgs(script, args, perms)];
+    const argv = options.nofile === undefined
+      ? deno
+      : ["sh", "-c", `ulimit -n ${options.nofile} && exec "$@"`, "sh", ...deno];
+    this.child = new Deno.Command(argv[0]!, {
+      args: argv.slice(1),
       cwd: ROOT,
       env: { NO_COLOR: "1", ...env },
       stdin: "null",
@@ -109,7 +118,26 @@ export class Running implements AsyncDisposable {
     this.#stdout = this.child.stdout
       .pipeThrough(new TextDecoderStream())
       .pipeThrough(lineSplitter())[Symbol.asyncIterator]();
-    this.#stderr = new Response(this.child.stderr).text();
+    // One copy for the whole text at the end, one to wait on line by line.
+    const [whole, live] = this.child.stderr.tee();
+    this.#stderr = new Response(whole).text();
+    this.#stderrLines = live
+      .pipeThrough(new TextDecoderStream())
+      .pipeThrough(lineSplitter())[Symbol.asyncIterator]();
+  }
+
+  /** Waits for a stderr line that matches `pattern` and returns it. */
+  async waitForStderr(pattern: RegExp): Promise<string> {
+    while (true) {
+      const next = await this.#stderrLines.next();
+      if (next.done) {
+        const { code, stderr } = await this.wait();
+        throw new Error(
+          `Exited (${code}) before printing ${pattern} on stderr: ${stderr}`,
+        );
+      }
+      if (pattern.test(next.value)) return next.value;
+    }
   }
 
   /** Waits for the next stdout line; `null` at the end of the output. */
@@ -182,7 +210,7 @@ export class Running implements AsyncDisposable {
 }
 
 /** A stream that splits text into lines. */
-export function lineSplitter(): TransformStream<string, string> {
+function lineSplitter(): TransformStream<string, string> {
   let rest = "";
   return new TransformStream({
     transform(chunk, controller) {

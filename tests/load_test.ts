@@ -476,41 +476,20 @@ Deno.test("load.ts --rate counts latency from when each message was due", async 
 
 Deno.test("load.ts ends early on SIGINT and still reports", async () => {
   await using server = testServer((conn) => echoLoop(conn));
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--quiet",
-      "--allow-net=127.0.0.1",
-      LOAD,
-      "-p",
-      String(server.port),
-      "-c",
-      "2",
-      "-d",
-      "60",
-      "--json",
-    ],
-    cwd: ROOT,
-    env: { NO_COLOR: "1" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const stdout = new Response(child.stdout).text();
-  // Wait for the first progress line: traffic is running.
-  const reader = child.stderr.pipeThrough(new TextDecoderStream())
-    .getReader();
-  let err = "";
-  while (!err.includes("running")) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    err += value;
-  }
-  child.kill("SIGINT");
-  while (!(await reader.read()).done) { /* drain */ }
-  const status = await child.status;
-  const report = JSON.parse(await stdout);
-  assert.equal(status.code, 0);
+  await using proc = new Running(LOAD, [
+    "-p",
+    String(server.port),
+    "-c",
+    "2",
+    "-d",
+    "60",
+    "--json",
+  ]);
+  // The first progress line: traffic is running.
+  await proc.waitForStderr(/running/);
+  const out = await proc.stop("SIGINT");
+  assert.equal(out.code, 0, out.stderr);
+  const report = JSON.parse(out.stdout);
   assert.ok(report.seconds < 60, `${report.seconds}`);
   assert.ok(report.messages > 0);
   assert.equal(report.ok, true);

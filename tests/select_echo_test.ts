@@ -18,11 +18,9 @@ import type { EchoServer, EchoStats } from "../servers/_echo.ts";
 import {
   echoInChunks,
   firstDifference,
-  lineSplitter,
   pseudoRandom,
   randomBytes,
   readAll,
-  ROOT,
   Running,
   runScript,
   waitUntil,
@@ -619,31 +617,15 @@ Deno.test("select_echo.ts --help exits 0; a bad --buffer is one line, exit 2", a
 Deno.test("select_echo.ts out of file descriptors backs off, keeps serving, and accepts again once some are freed", async () => {
   // A low descriptor limit for the server alone: accept() then fails with
   // EMFILE while the clients' connections wait in the listen backlog.
-  const child = new Deno.Command("sh", {
-    args: [
-      "-c",
-      `ulimit -n 64 && exec "$0" run --quiet --allow-net=127.0.0.1 ${SCRIPT} --port 0`,
-      Deno.execPath(),
-    ],
-    cwd: ROOT,
-    env: { NO_COLOR: "1" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const stdout = child.stdout.pipeThrough(new TextDecoderStream())
-    .pipeThrough(lineSplitter())[Symbol.asyncIterator]();
-  const stderr = child.stderr.pipeThrough(new TextDecoderStream())
-    .pipeThrough(lineSplitter())[Symbol.asyncIterator]();
+  await using proc = new Running(SCRIPT, ["--port", "0"], undefined, {}, {
+    nofile: 64,
+  });
+  const port = await proc.port();
   const conns: Deno.TcpConn[] = [];
   try {
-    const first = await stdout.next();
-    const port = Number(String(first.value).match(/:(\d+)$/)?.[1]);
-    assert.ok(port > 0, String(first.value));
     for (let i = 0; i < 80; i++) conns.push(await Deno.connect({ port }));
-    const line = await stderr.next();
     assert.match(
-      String(line.value),
+      await proc.waitForStderr(/./),
       /^accept failed: Too many open files; retry in 100 ms$/,
     );
     // The connections it holds still echo.
@@ -654,21 +636,13 @@ Deno.test("select_echo.ts out of file descriptors backs off, keeps serving, and 
     for (const [i, c] of conns.entries()) await ping(c, 10 + i);
   } finally {
     for (const c of conns) c.close();
-    child.kill("SIGTERM");
   }
-  const status = await child.status;
-  let rest = "";
-  for await (const line of { [Symbol.asyncIterator]: () => stdout }) {
-    rest += line + "\n";
-  }
-  for await (const _ of { [Symbol.asyncIterator]: () => stderr }) {
-    // drained
-  }
-  assert.equal(status.code, 0);
-  const match = rest.match(
+  const out = await proc.stop("SIGTERM");
+  assert.equal(out.code, 0, out.stderr);
+  const match = out.stdout.match(
     /^stats: (\d+) connections served, .* (\d+) accept errors$/m,
   );
-  assert.ok(match, rest);
+  assert.ok(match, out.stdout);
   assert.equal(Number(match[1]), 80);
   assert.ok(Number(match[2]) >= 1);
 });
