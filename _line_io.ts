@@ -162,3 +162,43 @@ export function closeQuietly(conn: Deno.Conn): void {
     if (!(error instanceof Deno.errors.BadResource)) throw error;
   }
 }
+
+/**
+ * Escapes what a peer sent for a log line, so that it cannot write to the
+ * operator's terminal: C0 and C1 control characters and DEL become `\xHH`
+ * (`\0`, `\t`, `\r`, `\n` by their short names), the Unicode line
+ * separators and bidirectional overrides (which reorder what the operator
+ * sees) become `\u{HHHH}`, a backslash is doubled, and everything else stays
+ * as it is.
+ *
+ * @example
+ * ```ts
+ * import { escapeControl } from "./_line_io.ts";
+ *
+ * console.log(escapeControl("\x1b[2Jhi\r")); // \x1b[2Jhi\r
+ * ```
+ */
+export function escapeControl(text: string): string {
+  return text.replace(
+    // deno-lint-ignore no-control-regex
+    /[\x00-\x1f\x7f-\x9f\\\u2028\u2029\u202a-\u202e\u2066-\u2069]/g,
+    (c) => {
+      switch (c) {
+        case "\\":
+          return "\\\\";
+        case "\0":
+          return "\\0";
+        case "\t":
+          return "\\t";
+        case "\r":
+          return "\\r";
+        case "\n":
+          return "\\n";
+        default: {
+          const code = c.charCodeAt(0).toString(16);
+          return c < "\u0100" ? `\\x${code.padStart(2, "0")}` : `\\u{${code}}`;
+        }
+      }
+    },
+  );
+}

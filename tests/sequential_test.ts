@@ -6,7 +6,9 @@ import { readLine, Running, runScript, writeAll } from "./_helpers.ts";
 const encoder = new TextEncoder();
 
 /** A Test Server on a free port that records its transcript and warnings. */
-function recordingServer(options: { timeout?: number } = {}) {
+function recordingServer(
+  options: { timeout?: number; deadline?: number } = {},
+) {
   const transcript: string[] = [];
   const warnings: string[] = [];
   const waiters: { pattern: RegExp; resolve: () => void }[] = [];
@@ -267,4 +269,95 @@ Deno.test("Test Client reports a server that closes before its greeting", async 
     stderr,
     `error: 127.0.0.1:${listener.addr.port} closed the connection before a line\n`,
   );
+});
+
+Deno.test("Test Server cuts a trickling client at --deadline and serves the next one", async () => {
+  // A byte every 100 ms keeps each 300 ms read timeout from expiring; only
+  // the bound on the whole conversation ends it.
+  const { server, warnings, seen } = recordingServer({
+    timeout: 300,
+    deadline: 1_000,
+  });
+  await using _ = server;
+  using trickler = await Deno.connect({ port: server.addr.port });
+  assert.equal(await readLine(trickler), "Test Server");
+  const trickling = (async () => {
+    try {
+      for (let i = 0; i < 200; i++) {
+        await writeAll(trickler, encoder.encode("x"));
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      return "sent everything";
+    } catch {
+      return "cut";
+    }
+  })();
+  const next = runTestClient({
+    port: server.addr.port,
+    timeout: 10_000,
+    log: () => {},
+  });
+  assert.deepEqual(await next, ["Test Server", "Say Goodbye"]);
+  await seen(/conversation not over/);
+  assert.match(
+    warnings[0]!,
+    /^timeout: 127\.0\.0\.1:\d+: conversation not over after 1 s \(--deadline\); cut$/,
+  );
+  assert.equal(await trickling, "cut");
+});
+
+Deno.test("Test Server logs a client's line with control characters escaped", async () => {
+  const { server, transcript, seen } = recordingServer();
+  await using _ = server;
+  using conn = await Deno.connect({ port: server.addr.port });
+  assert.equal(await readLine(conn), "Test Server");
+  await writeAll(
+    conn,
+    encoder.encode("\x1b]0;owned\x07\x1b[2J\0back\\slash\r\n"),
+  );
+  assert.equal(await readLine(conn), "Say Goodbye");
+  await writeAll(conn, encoder.encode("\u009b31m\u202eevil\n"));
+  assert.equal(await readLine(conn), null);
+  await seen(/^got '.*evil'$/);
+  const got = transcript.filter((l) => l.startsWith("got "));
+  assert.deepEqual(got, [
+    "got '\\x1b]0;owned\\x07\\x1b[2J\\0back\\\\slash'",
+    "got '\\x9b31m\\u{202e}evil'",
+  ]);
+  // Nothing a terminal would act on reaches the log.
+  for (const line of transcript) {
+    // deno-lint-ignore no-control-regex
+    assert.doesNotMatch(line, /[\x00-\x1f\x7f-\x9f\u202e]/);
+  }
+});
+
+Deno.test("sequential.ts --deadline is parsed as a duration: a bad one is one line, exit 2", async () => {
+  const out = await runScript("servers/sequential.ts", ["--deadline", "soon"]);
+  assert.equal(out.code, 2);
+  assert.match(out.stderr, /^error: Cannot parse --deadline "soon": .+\n$/);
+  const help = await runScript("servers/sequential.ts", ["--help"]);
+  assert.match(help.stdout, /--deadline SECONDS/);
+});
+
+Deno.test("Test Client logs a server's lines with control characters escaped", async () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const serving = (async () => {
+    using conn = await listener.accept();
+    await writeAll(conn, encoder.encode("\x1b[31mTest Server\n"));
+    await readLine(conn);
+    await writeAll(conn, encoder.encode("Say\x07 Goodbye\n"));
+    await readLine(conn);
+  })();
+  const log: string[] = [];
+  await runTestClient({
+    port: listener.addr.port,
+    timeout: 10_000,
+    log: (line) => log.push(line),
+  });
+  await serving;
+  const got = log.filter((l) => l.startsWith("got "));
+  assert.deepEqual(got, [
+    "got '\\x1b[31mTest Server'",
+    "got 'Say\\x07 Goodbye'",
+  ]);
 });
