@@ -20,6 +20,17 @@ export const NOTES_PORT = 0x9988;
 export const EXIT_USAGE = 2;
 /** Exit code for a runtime failure: cannot bind, cannot connect, timeout. */
 export const EXIT_FAILURE = 1;
+/**
+ * Exit code after a second SIGINT, SIGTERM or SIGHUP: the user would not wait
+ * for the clean stop the first one began (128 + SIGINT, as a shell reports).
+ */
+export const EXIT_INTERRUPTED = 130;
+
+/**
+ * The longest wait a timer holds, in ms (2^31 - 1, about 24.8 days):
+ * `setTimeout` fires after 1 ms for anything longer.
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * A mistake in the command line. `runMain` prints its message on one line and
@@ -177,21 +188,70 @@ export function parseCommandLine(
   let parsed;
   try {
     parsed = parseArgs({
-      args,
+      args: joinDashValues(args, spec),
       options,
       strict: true,
       allowPositionals: spec.positionals !== undefined,
     });
   } catch (error) {
-    // parseArgs explains how to pass a dash-led positional; one line is enough.
+    // parseArgs explains itself over up to three lines; the first sentence
+    // is enough.
     const message = error instanceof Error ? error.message : String(error);
-    throw new UsageError(`${message.split(". ")[0]} (see --help)`);
+    const first = (message.split("\n")[0] ?? "").split(". ")[0] ?? "";
+    throw new UsageError(`${first.replace(/\.$/, "")} (see --help)`);
   }
   if (parsed.values.help) {
     console.log(usage(spec));
     return undefined;
   }
   return { values: parsed.values, positionals: parsed.positionals };
+}
+
+/**
+ * Joins a value option and a following argument that starts with `-` into
+ * one argument, so that parseArgs takes it as the value: a number (`--port
+ * -1`, `-c -1`) becomes `--port=-1`, and the value check then names the
+ * option and its range. Any other dash-led argument after a value option is
+ * a forgotten value (`--host --port 80`), said in one line. parseArgs calls
+ * both "ambiguous", in three lines.
+ *
+ * @throws {UsageError} When a value option is followed by another option.
+ */
+function joinDashValues(args: string[], spec: CommandSpec): string[] {
+  const byShort = new Map<string, string>();
+  for (const [long, o] of Object.entries(spec.options)) {
+    if (o.short) byShort.set(o.short, long);
+  }
+  const joined: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === "--") {
+      joined.push(...args.slice(i));
+      break;
+    }
+    const long = arg.startsWith("--")
+      ? arg.slice(2)
+      : /^-\w$/.test(arg)
+      ? byShort.get(arg[1]!)
+      : undefined;
+    const option = long === undefined ? undefined : spec.options[long];
+    const next = args[i + 1];
+    if (
+      option?.type !== "string" || next === undefined ||
+      !next.startsWith("-") || next === "-"
+    ) {
+      joined.push(arg);
+    } else if (/^-\.?\d/.test(next)) {
+      joined.push(`--${long}=${next}`);
+      i++;
+    } else {
+      throw new UsageError(
+        `Option '--${long}' needs a value before "${next}"; write ` +
+          `--${long}=${next} for a value that starts with - (see --help)`,
+      );
+    }
+  }
+  return joined;
 }
 
 /**
@@ -226,10 +286,12 @@ export function parseInteger(
 }
 
 /**
- * Parses a duration in seconds (fractions allowed) and returns milliseconds.
- * `0` is allowed only when `allowZero` is set (it means "off").
+ * Parses a duration in seconds (fractions allowed) and returns whole
+ * milliseconds, from 1 ms to {@linkcode MAX_TIMER_MS} (what a timer holds):
+ * every duration option of every script goes through it. `0` is allowed
+ * only when `allowZero` is set (it means "off").
  *
- * @throws {UsageError} Unless `value` is a non-negative number.
+ * @throws {UsageError} Unless `value` is a number of seconds in that range.
  */
 export function parseSeconds(
   value: unknown,
@@ -238,15 +300,36 @@ export function parseSeconds(
 ): number {
   const text = String(value);
   const n = /^\s*(\d+(\.\d*)?|\.\d+)\s*$/.test(text) ? Number(text) : NaN;
-  if (!Number.isFinite(n) || n < 0 || (n === 0 && !allowZero)) {
-    const expected = allowZero
-      ? "a number of seconds, 0 for off"
-      : "a number of seconds above 0";
+  if (allowZero && n === 0) return 0;
+  // A fraction that rounds to 0 ms would fire at once (or mean "off").
+  const ms = Math.round(n * 1000);
+  if (!(ms >= 1 && ms <= MAX_TIMER_MS)) {
+    const range = `0.001 to ${Math.floor(MAX_TIMER_MS / 1000)} seconds`;
     throw new UsageError(
-      `Cannot parse ${name} "${text}": expected ${expected}`,
+      `Cannot parse ${name} "${text}": expected ${
+        allowZero ? `0 for off, or ${range}` : range
+      }`,
     );
   }
-  return Math.round(n * 1000);
+  return ms;
+}
+
+/**
+ * Checks a host name or IP address from the command line (an IPv6 address
+ * may be in brackets) and returns it as given: every host option of every
+ * script goes through it.
+ *
+ * @throws {UsageError} If it is empty, blank or holds white space.
+ */
+export function parseHost(value: unknown, name: string): string {
+  const text = String(value);
+  const bare = text.replace(/^\[(.*)\]$/, "$1");
+  if (bare === "" || /\s/.test(text)) {
+    throw new UsageError(
+      `Cannot parse ${name} "${text}": expected a host name or an IP address`,
+    );
+  }
+  return text;
 }
 
 /** Formats an address as `HOST:PORT`, with an IPv6 host in brackets. */
@@ -330,16 +413,33 @@ export function printListening(addr: Deno.NetAddr): void {
   console.log(`listening on ${formatAddress(addr)}`);
 }
 
+/** What `--help` says about signals, for every script that uses {@linkcode shutdownSignal}. */
+export const SIGNALS_HELP =
+  "SIGHUP counts as SIGTERM; a second signal stops at once (exit 130).";
+
 /**
- * An `AbortSignal` that aborts on the first SIGINT or SIGTERM. Call the
- * returned `dispose` (or use `using`) to remove the signal listeners.
+ * An `AbortSignal` that aborts on the first SIGINT, SIGTERM or SIGHUP (a
+ * closed terminal stops a script as cleanly as SIGTERM does). A second one
+ * means the user will not wait for that clean stop: `onForce` runs (to print
+ * what is cheap to print, as the stats so far) and the process exits with
+ * {@linkcode EXIT_INTERRUPTED}. Call the returned `dispose` (or use `using`)
+ * to remove the signal listeners.
  */
-export function shutdownSignal(): { signal: AbortSignal } & Disposable {
+export function shutdownSignal(
+  options: { onForce?: () => void } = {},
+): { signal: AbortSignal } & Disposable {
   const controller = new AbortController();
   const signals: Deno.Signal[] = Deno.build.os === "windows"
     ? ["SIGINT"]
-    : ["SIGINT", "SIGTERM"];
-  const handler = () => controller.abort();
+    : ["SIGINT", "SIGTERM", "SIGHUP"];
+  const handler = () => {
+    if (!controller.signal.aborted) return controller.abort();
+    try {
+      options.onForce?.();
+    } finally {
+      Deno.exit(EXIT_INTERRUPTED);
+    }
+  };
   for (const s of signals) Deno.addSignalListener(s, handler);
   return {
     signal: controller.signal,
@@ -386,13 +486,18 @@ export async function runMain(
 /** Prints `error` as one line on stderr and returns the exit code for it. */
 export function reportError(error: unknown): number {
   if (error instanceof UsageError) {
-    console.error(`error: ${error.message}`);
+    console.error(`error: ${oneLine(error.message)}`);
     return EXIT_USAGE;
   }
   if (error instanceof CliError) {
-    console.error(`error: ${error.message}`);
+    console.error(`error: ${oneLine(error.message)}`);
     return EXIT_FAILURE;
   }
   console.error(`error: ${describeError(error)}`);
   return EXIT_FAILURE;
+}
+
+/** `text` with its line breaks made spaces: an error is one line. */
+function oneLine(text: string): string {
+  return text.replace(/\s*\n\s*/g, " ");
 }

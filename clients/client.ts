@@ -23,6 +23,7 @@ import {
   formatAddress,
   NOTES_PORT,
   parseCommandLine,
+  parseHost,
   parsePort,
   parseSeconds,
   runMain,
@@ -30,6 +31,7 @@ import {
 import {
   closeQuietly,
   DeadlineError,
+  escapeControl,
   LineReader,
   MAX_LINE_BYTES,
   withDeadline,
@@ -58,6 +60,7 @@ export interface TestClientOptions {
  * @param timeout Bound on the lookup, in ms.
  * @returns The first address the name resolves to.
  * @throws {CliError} `Cannot resolve address [HOST]: REASON`.
+ * @throws {RangeError} If `host` is empty.
  *
  * @example
  * ```ts
@@ -71,6 +74,11 @@ export async function resolveHost(
   timeout = 10_000,
 ): Promise<string> {
   const bare = host.replace(/^\[(.*)\]$/, "$1");
+  if (bare === "") {
+    throw new RangeError(
+      `Cannot resolve address "${host}": expected a host name or an IP address`,
+    );
+  }
   if (isIP(bare)) return bare;
   try {
     const found = await withDeadline(
@@ -142,7 +150,7 @@ export async function runTestClient(
       throw new CliError(`${where} closed the connection before a line`);
     }
     received.push(line);
-    log(`got '${line}'`);
+    log(`got '${escapeControl(line)}'`); // a server cannot drive our terminal
   }
   try {
     await expectLine();
@@ -196,7 +204,7 @@ export async function main(args: string[]): Promise<number> {
   const parsed = parseCommandLine(args, COMMAND);
   if (!parsed) return 0;
   await runTestClient({
-    host: String(parsed.values.host),
+    host: parseHost(parsed.values.host, "--host"),
     port: parsePort(parsed.values.port),
     timeout: parseSeconds(parsed.values.timeout, "--timeout"),
   });

@@ -20,6 +20,7 @@ import {
   listenTcp,
   type OptionSpec,
   parseCommandLine,
+  parseHost,
   parseInteger,
   parsePort,
   parseSeconds,
@@ -485,7 +486,7 @@ export function parseEchoOptions(
   >
 > {
   return {
-    hostname: String(values.hostname),
+    hostname: parseHost(values.hostname, "--hostname"),
     port: parsePort(values.port),
     maxConnections: parseInteger(
       values["max-connections"],
@@ -498,10 +499,16 @@ export function parseEchoOptions(
   };
 }
 
+/** What an echo server's `--help` says about signals beyond the first. */
+const ECHO_SIGNALS_HELP =
+  `SIGHUP counts as SIGTERM. A second signal during the drain prints the
+stats so far and stops at once (exit 130).`;
+
 /**
  * The command line of an echo server: parse, bind, print `listening on`,
- * serve until SIGINT/SIGTERM, print the stats, exit 0. `serve` turns the
- * parsed values into a running server.
+ * serve until SIGINT/SIGTERM/SIGHUP, print the stats, exit 0; a second
+ * signal during the drain prints the stats so far and exits 130. `serve`
+ * turns the parsed values into a running server.
  */
 export async function echoServerMain(
   args: string[],
@@ -511,10 +518,23 @@ export async function echoServerMain(
     signal: AbortSignal,
   ) => Promise<EchoServer> | EchoServer,
 ): Promise<number> {
-  const parsed = parseCommandLine(args, spec);
+  const parsed = parseCommandLine(args, {
+    ...spec,
+    epilog: `${spec.epilog ?? ""}\n${ECHO_SIGNALS_HELP}`.trimStart(),
+  });
   if (!parsed) return 0;
-  using shutdown = shutdownSignal();
-  const server = await serve(parsed.values, shutdown.signal);
+  const running: { server?: EchoServer } = {}; // set once it is bound
+  using shutdown = shutdownSignal({
+    onForce() {
+      if (!running.server) return;
+      const stats = running.server.stats();
+      console.log(formatStats(stats));
+      console.error(
+        `stopped by a second signal with ${stats.active} connections open`,
+      );
+    },
+  });
+  const server = running.server = await serve(parsed.values, shutdown.signal);
   printListening(server.addr);
   const stats = await server.finished;
   console.log(formatStats(stats));

@@ -30,11 +30,13 @@ import {
   listenTcp,
   NOTES_PORT,
   parseCommandLine,
+  parseHost,
   parsePort,
   parseSeconds,
   printListening,
   runMain,
   shutdownSignal,
+  SIGNALS_HELP,
 } from "../_cli.ts";
 import {
   closeQuietly,
@@ -216,18 +218,19 @@ const COMMAND: CommandSpec = {
       description: "Serve one client, then exit (as the notes' program does).",
     },
   },
-  epilog: "Stops cleanly (exit 0) on SIGINT or SIGTERM.",
+  epilog: `Stops cleanly (exit 0) on SIGINT or SIGTERM.\n${SIGNALS_HELP}`,
 };
 
 /** The command line: parse, listen, print `listening on`, serve. */
 export async function main(args: string[]): Promise<number> {
   const parsed = parseCommandLine(args, COMMAND);
   if (!parsed) return 0;
+  const hostname = parseHost(parsed.values.hostname, "--hostname");
   const port = parsePort(parsed.values.port);
   const timeout = parseSeconds(parsed.values.timeout, "--timeout");
   using shutdown = shutdownSignal();
   const server = serveSequential({
-    hostname: String(parsed.values.hostname),
+    hostname,
     port,
     timeout,
     once: parsed.values.once === true,
