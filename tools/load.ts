@@ -37,6 +37,7 @@ import {
   isPeerGone,
   NOTES_PORT,
   parseCommandLine,
+  parseHost,
   parseInteger,
   parseSeconds,
   runMain,
@@ -407,6 +408,28 @@ class Flow {
     this.ring = new Float64Array(Math.ceil(run.window / run.size) + 1);
     this.sendSlot = this.recvSlot = index % run.pattern.slots;
   }
+}
+
+/**
+ * What the {@linkcode Flow}s of a run allocate, in bytes: each connection's
+ * receive buffer and ring of due times (an idle one's are small), as the
+ * constructor above and `runLoad` size them.
+ */
+function flowBytes(
+  options: {
+    mode: LoadMode;
+    size: number;
+    window: number;
+    connections: number;
+    idle: number;
+  },
+): number {
+  const stream = options.mode === "stream";
+  const window = stream ? Math.max(options.window, options.size) : options.size;
+  const ring = (Math.ceil(window / options.size) + 1) * 8;
+  const recv = (stream ? Math.max(STREAM_READ, options.size) : options.size) +
+    8;
+  return options.connections * (recv + ring) + options.idle * (24 + ring);
 }
 
 /** Whether `flow` may send another message without passing the window. */
@@ -1172,6 +1195,27 @@ function formatProgress(p: LoadProgress): string {
   } connections up, ${p.errors} errors`;
 }
 
+/**
+ * Most connections one run opens, with and without traffic: each
+ * connection to one HOST:PORT takes a local port of its own, and a host has
+ * 65535 ports (Linux lends 28,232 by default, `ip_local_port_range`).
+ */
+const MAX_CONNECTIONS = 65_535;
+
+/**
+ * Largest `--window`: about three times what the four socket buffers on an
+ * echo's path hold at Linux's default maxima (4-6 MiB each, `tcp_wmem`,
+ * `tcp_rmem`); bytes in flight beyond them only wait in this process.
+ */
+const MAX_WINDOW = 64 * 1024 * 1024;
+
+/**
+ * Most the connections' buffers may take: more fails as "Array buffer
+ * allocation failed" or wakes the OOM killer. The bench's largest run (1,000
+ * connections, 16 KiB stream writes) takes 70 MB.
+ */
+const MAX_FLOW_BYTES = 4 * 1024 ** 3;
+
 const SPEC: CommandSpec = {
   name: "tools/load.ts",
   summary:
@@ -1278,7 +1322,8 @@ const SPEC: CommandSpec = {
   epilog: `Exit status: 0 when every connection came up and every byte came back
 intact, 1 otherwise (or with --allow-errors, only when nothing could connect),
 2 on a usage mistake. Progress goes to stderr: one live line on a terminal,
-a line a second otherwise. Ctrl-C ends the run early and still reports.
+a line a second otherwise. Ctrl-C (or SIGTERM, SIGHUP) ends the run early and
+still reports; a second one stops at once (exit 130).
 
 Examples:
   deno run --allow-net=127.0.0.1 tools/load.ts -p 39304 -c 1000 -d 10
@@ -1308,20 +1353,48 @@ export async function main(args: string[]): Promise<number> {
       `Cannot parse --engine "${engine}": expected auto, net or deno`,
     );
   }
-  const connections = parseInteger(v.connections, "--connections", 0);
-  const idle = parseInteger(v.idle, "--idle", 0);
+  const hostname = parseHost(v.host, "--host");
+  const port = parseInteger(v.port, "--port", 1, 65535);
+  const connections = parseInteger(
+    v.connections,
+    "--connections",
+    0,
+    MAX_CONNECTIONS,
+  );
+  const idle = parseInteger(v.idle, "--idle", 0, MAX_CONNECTIONS);
   if (connections + idle === 0) {
     throw new UsageError(
       'Cannot use --connections "0" without --idle: open at least one connection',
     );
   }
+  if (connections + idle > MAX_CONNECTIONS) {
+    throw new UsageError(
+      `Cannot use --connections "${connections}" with --idle "${idle}": ` +
+        `at most ${MAX_CONNECTIONS} connections in all (each takes a local port)`,
+    );
+  }
+  const size = parseInteger(v.size, "--size", 1, 16 * 1024 * 1024);
+  const window = parseInteger(v.window, "--window", 1, MAX_WINDOW);
+  const bytes = flowBytes({ mode, size, window, connections, idle });
+  if (bytes > MAX_FLOW_BYTES) {
+    const gib = (n: number) => `${(n / 1024 ** 3).toFixed(1)} GiB`;
+    const what = mode === "stream"
+      ? `--window "${window}" with --size "${size}" and`
+      : `--size "${size}" with`;
+    throw new UsageError(
+      `Cannot use ${what} ${connections + idle} connections: their buffers ` +
+        `would take ${gib(bytes)}, at most ${gib(MAX_FLOW_BYTES)}`,
+    );
+  }
   let rate = 0;
   if (v.rate !== undefined) {
+    // At least one message per 1000 s (a due time a timer holds), at most
+    // one per microsecond.
     const text = String(v.rate);
     rate = /^\s*(\d+(\.\d*)?|\.\d+)\s*$/.test(text) ? Number(text) : NaN;
-    if (!(rate > 0) || !Number.isFinite(rate)) {
+    if (!(rate >= 0.001 && rate <= 1_000_000)) {
       throw new UsageError(
-        `Cannot parse --rate "${text}": expected messages per second above 0`,
+        `Cannot parse --rate "${text}": expected 0.001 to 1000000 messages per second`,
       );
     }
   }
@@ -1332,17 +1405,17 @@ export async function main(args: string[]): Promise<number> {
   let shown = false;
   using shutdown = shutdownSignal();
   const report = await runLoad({
-    hostname: String(v.host),
-    port: parseInteger(v.port, "--port", 1, 65535),
+    hostname,
+    port,
     connections,
     idle,
-    size: parseInteger(v.size, "--size", 1, 16 * 1024 * 1024),
+    size,
     mode,
     engine,
     duration: parseSeconds(v.duration, "--duration"),
     rate,
-    ramp: parseInteger(v.ramp, "--ramp", 1),
-    window: parseInteger(v.window, "--window", 1),
+    ramp: parseInteger(v.ramp, "--ramp", 1, MAX_CONNECTIONS),
+    window,
     connectTimeout: parseSeconds(v["connect-timeout"], "--connect-timeout"),
     drainTimeout: parseSeconds(v["drain-timeout"], "--drain-timeout"),
     signal: shutdown.signal,
