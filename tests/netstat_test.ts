@@ -522,6 +522,17 @@ Deno.test("parseTarget takes HOST:PORT and [IPv6]:PORT, and explains what is wro
     port: 1,
   });
   assert.throws(() => parseTarget("::1:22"), /brackets, as \[::1\]:8080/);
+  assert.throws(
+    () => parseTarget("[::1]42587"),
+    /^RangeError: Cannot parse target "\[::1\]42587": no colon between "\]" and the port, as \[::1\]:8080$/,
+  );
+  assert.throws(() => parseTarget("[::1]"), /expected HOST:PORT/);
+  assert.throws(() => parseTarget("[]:80"), /expected HOST:PORT/);
+  assert.throws(() => parseTarget("[::1:80"), /expected HOST:PORT/);
+  assert.throws(
+    () => parseTarget("a:0", "--check"),
+    /^RangeError: Cannot parse --check "a:0"/,
+  );
   assert.throws(() => parseTarget("example.com"), /expected HOST:PORT/);
   assert.throws(() => parseTarget("127.0.0.1:0"), /1 to 65535/);
   assert.throws(() => parseTarget("127.0.0.1:70000"), /1 to 65535/);
@@ -995,12 +1006,13 @@ Deno.test("netstat usage mistakes are one line on stderr, exit 2", async (t) => 
     [["--bogus"], /^error: Unknown option '--bogus' \(see --help\)$/],
     [
       ["--state", "bogus"],
-      /^error: Unknown state "bogus": expected one of ESTABLISHED, .*, UNCONN$/,
+      /^error: Cannot parse --state "bogus": expected one of ESTABLISHED, .*, UNCONN$/,
     ],
     [
       ["--port", "70000"],
-      /^error: Cannot parse --port "70000": expected 0 to 65535$/,
+      /^error: Cannot parse --port "70000": expected 1 to 65535$/,
     ],
+    [["--port", "0"], /^error: Cannot parse --port "0": expected 1 to 65535$/],
     [["--pid", "x"], /^error: Cannot parse --pid "x"/],
     [["--source", "kernel"], /^error: Cannot use --source "kernel"/],
     [["--wait", "0"], /^error: Cannot parse --wait "0": expected 1 to 65535$/],

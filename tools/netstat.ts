@@ -29,8 +29,8 @@ import {
   EXIT_FAILURE,
   formatAddress,
   parseCommandLine,
+  parseHost,
   parseInteger,
-  parsePort,
   parseSeconds,
   runMain,
   shutdownSignal,
@@ -1025,9 +1025,10 @@ export interface Target {
  * Parses `HOST:PORT`, with an IPv6 address in brackets (`[::1]:8080`).
  *
  * @param text The target as a user writes it.
+ * @param name What the message calls it, as `--check`.
  * @returns The host (without brackets) and port.
- * @throws {RangeError} If there is no port, the port is not 1 to 65535, or
- * an IPv6 address lacks its brackets.
+ * @throws {RangeError} If there is no host or port, the port is not 1 to
+ * 65535, an IPv6 address lacks its brackets, or the colon after them.
  *
  * @example
  * ```ts
@@ -1036,32 +1037,43 @@ export interface Target {
  * console.log(parseTarget("[::1]:8080")); // { hostname: "::1", port: 8080 }
  * ```
  */
-export function parseTarget(text: string): Target {
-  const bracketed = /^\[([^\]]+)\]:(\d+)$/.exec(text);
+export function parseTarget(text: string, name = "target"): Target {
+  const what = `Cannot parse ${name} "${text}"`;
   let hostname: string;
   let port: string;
-  if (bracketed) {
-    [hostname, port] = [bracketed[1]!, bracketed[2]!];
+  if (text.startsWith("[")) {
+    const close = text.indexOf("]");
+    hostname = text.slice(1, close);
+    const rest = text.slice(close + 1);
+    if (close < 0 || hostname === "" || rest === "") {
+      throw new RangeError(
+        `${what}: expected HOST:PORT, as 127.0.0.1:8080 or [::1]:8080`,
+      );
+    }
+    if (!rest.startsWith(":")) {
+      throw new RangeError(
+        `${what}: no colon between "]" and the port, as [::1]:8080`,
+      );
+    }
+    port = rest.slice(1);
   } else {
     const at = text.lastIndexOf(":");
     hostname = text.slice(0, at);
     port = text.slice(at + 1);
     if (at < 0 || hostname === "") {
       throw new RangeError(
-        `Cannot parse target "${text}": expected HOST:PORT, as 127.0.0.1:8080`,
+        `${what}: expected HOST:PORT, as 127.0.0.1:8080`,
       );
     }
     if (hostname.includes(":")) {
       throw new RangeError(
-        `Cannot parse target "${text}": put an IPv6 address in brackets, as [::1]:8080`,
+        `${what}: put an IPv6 address in brackets, as [::1]:8080`,
       );
     }
   }
   const n = /^\d+$/.test(port) ? Number(port) : NaN;
   if (!(n >= 1 && n <= 65535)) {
-    throw new RangeError(
-      `Cannot parse target "${text}": the port must be 1 to 65535`,
-    );
+    throw new RangeError(`${what}: the port must be 1 to 65535`);
   }
   return { hostname, port: n };
 }
@@ -1295,7 +1307,7 @@ const SPEC: CommandSpec = {
     port: {
       type: "string",
       arg: "PORT",
-      description: "Only sockets with this local or remote port.",
+      description: "Only sockets with this local or remote port (1 to 65535).",
     },
     pid: {
       type: "string",
@@ -1404,7 +1416,9 @@ export async function main(args: string[]): Promise<number> {
   }
   if (v.wait !== undefined) {
     return await waitMain({
-      hostname: String(v.host ?? "127.0.0.1"),
+      hostname: v.host === undefined
+        ? "127.0.0.1"
+        : parseHost(v.host, "--host"),
       port: parseInteger(v.wait, "--wait", 1, 65535),
       timeout: timeout ?? 30_000,
       json,
@@ -1413,7 +1427,7 @@ export async function main(args: string[]): Promise<number> {
   if (checks.length > 0) {
     const targets = checks.map((text) => {
       try {
-        return parseTarget(text);
+        return parseTarget(text, "--check");
       } catch (error) {
         throw new UsageError((error as Error).message);
       }
@@ -1424,15 +1438,22 @@ export async function main(args: string[]): Promise<number> {
   if (v.state !== undefined) {
     try {
       state = parseStateName(String(v.state));
-    } catch (error) {
-      throw new UsageError((error as Error).message);
+    } catch {
+      throw new UsageError(
+        `Cannot parse --state "${v.state}": expected one of ${
+          STATE_NAMES.join(", ")
+        }`,
+      );
     }
   }
   const listing = await listSockets({
     listening: v.listening === true,
     tcp: v.tcp === true,
     udp: v.udp === true,
-    ...(v.port === undefined ? {} : { port: parsePort(v.port) }),
+    // A listener's remote end is port 0 (`*`): --port 0 would list them all.
+    ...(v.port === undefined
+      ? {}
+      : { port: parseInteger(v.port, "--port", 1, 65535) }),
     ...(v.pid === undefined ? {} : { pid: parseInteger(v.pid, "--pid", 1) }),
     ...(state === undefined ? {} : { state }),
     source: source as "auto" | "proc" | "netstat",
