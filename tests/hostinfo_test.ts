@@ -59,3 +59,42 @@ Deno.test("hostinfo with a name that does not resolve says so, exit 1", async ()
   assert.equal(out.code, 1);
   assert.match(out.stdout, /no-such-host\.invalid resolves to: /);
 });
+
+Deno.test("hostinfo lists an address as itself, with its reverse name or none", async () => {
+  for (const query of ["::1", "[::1]"]) {
+    const info = await hostInfo(query);
+    assert.equal(info.error, undefined, query);
+    assert.deepEqual(info.addresses, [{ address: "::1", family: "IPv6" }]);
+    // A name where /etc/hosts gives ::1 one, else none.
+    assert.ok(info.reverse === null || typeof info.reverse === "string");
+  }
+  const out = await runScript("tools/hostinfo.ts", ["[::1]"]);
+  assert.equal(out.code, 0, out.stderr);
+  assert.match(
+    out.stdout,
+    /\n\[::1\] resolves to:\n {2}::1 {2}\(IPv6\)\n\[::1\] reverse-resolves to: (no reverse name|\S+)\n/,
+  );
+  // TEST-NET-1 has no name; a resolver that cannot be reached is an error.
+  const test = await runScript("tools/hostinfo.ts", ["192.0.2.2"]);
+  assert.match(
+    test.stdout,
+    /\n192\.0\.2\.2 resolves to:\n {2}192\.0\.2\.2 {2}\(IPv4\)\n192\.0\.2\.2 reverse-resolves to: /,
+  );
+  if (test.code === 0) assert.match(test.stdout, /to: no reverse name\n/);
+});
+
+Deno.test("hostinfo says which permission a refused lookup needs, exit 1", async () => {
+  const perms = ["--allow-sys=hostname,networkInterfaces"];
+  const name = await runScript("tools/hostinfo.ts", ["localhost"], { perms });
+  assert.equal(name.code, 1);
+  assert.match(
+    name.stdout,
+    /\nlocalhost resolves to: not permitted \(EPERM\): run with --allow-net or --allow-net=localhost\n/,
+  );
+  const address = await runScript("tools/hostinfo.ts", ["::1"], { perms });
+  assert.equal(address.code, 1);
+  assert.match(
+    address.stdout,
+    /\n::1 reverse-resolves to: not permitted \(EPERM\): run with --allow-net or --allow-net=\[::1\]\n/,
+  );
+});

@@ -3,7 +3,8 @@
  * `gethostbyname`): the host's name, the addresses that name resolves to
  * through the system resolver (the path `gethostbyname` takes, `/etc/hosts`
  * included), and every interface address. Given a name it resolves that
- * instead; given an address it reverse-resolves it (`gethostbyaddr`).
+ * instead; given an address it lists it as itself and reverse-resolves it
+ * (`gethostbyaddr`).
  *
  * Requires `--allow-sys=hostname,networkInterfaces` and `--allow-net` (for
  * the names it resolves).
@@ -15,7 +16,9 @@ import { isIP } from "node:net";
 import { lookup, lookupService } from "node:dns/promises";
 import {
   type CommandSpec,
+  describeError,
   parseCommandLine,
+  parseHost,
   runMain,
   UsageError,
 } from "../_cli.ts";
@@ -40,11 +43,20 @@ export interface HostInfo {
   hostname: string;
   /** The name that was resolved: the host name, or the one asked for. */
   query: string;
-  /** Addresses `query` resolves to, in resolver order (`gethostbyname`). */
+  /**
+   * Addresses `query` resolves to, in resolver order (`gethostbyname`); an
+   * address asked for is listed as itself.
+   */
   addresses: { address: string; family: "IPv4" | "IPv6" }[];
-  /** Name an address resolves back to (`gethostbyaddr`), when one was asked. */
-  reverse?: string;
-  /** Why `query` did not resolve, if it did not. */
+  /**
+   * When an address was asked for: the name it resolves back to
+   * (`gethostbyaddr`), or `null` if it has none.
+   */
+  reverse?: string | null;
+  /**
+   * Why `query` did not resolve (for an address: reverse-resolve), if it
+   * did not.
+   */
   error?: string;
   /** Every interface address. */
   interfaces: InterfaceAddress[];
@@ -107,29 +119,53 @@ export async function hostInfo(target?: string): Promise<HostInfo> {
     addresses: [],
     interfaces: interfaceAddresses(),
   };
-  const literal = query.replace(/^\[(.*)\]$/, "$1");
-  try {
-    if (isIP(literal)) {
-      info.addresses = [{
-        address: literal,
-        family: isIP(literal) === 6 ? "IPv6" : "IPv4",
-      }];
+  const literal = unbracket(query);
+  if (isIP(literal)) {
+    info.addresses = [{
+      address: literal,
+      family: isIP(literal) === 6 ? "IPv6" : "IPv4",
+    }];
+    try {
       // getnameinfo, as gethostbyaddr: /etc/hosts first, then DNS.
       info.reverse = (await lookupService(literal, 0)).hostname;
-    } else {
+    } catch (error) {
+      if (errorCode(error) === "ENOTFOUND") info.reverse = null;
+      else info.error = lookupFailure(error, literal);
+    }
+  } else {
+    try {
       const found = await lookup(literal, { all: true });
       info.addresses = found.map((a) => ({
         address: a.address,
         family: a.family === 6 ? "IPv6" : "IPv4",
       }));
+    } catch (error) {
+      info.error = lookupFailure(error, literal);
     }
-  } catch (error) {
-    const code = (error as { code?: string }).code;
-    info.error = code === "ENOTFOUND"
-      ? "no such host (ENOTFOUND)"
-      : code ?? String(error);
   }
   return info;
+}
+
+/** `host` without the brackets an IPv6 address may come in. */
+function unbracket(host: string): string {
+  return host.replace(/^\[(.*)\]$/, "$1");
+}
+
+/** The `code` of a `node:dns` error (`ENOTFOUND`, `EPERM`, ...). */
+function errorCode(error: unknown): string | undefined {
+  return (error as { code?: string } | undefined)?.code;
+}
+
+/** Why looking up `host` failed, as one line a user can act on. */
+function lookupFailure(error: unknown, host: string): string {
+  const code = errorCode(error);
+  if (code === "ENOTFOUND") return "no such host (ENOTFOUND)";
+  if (code === "EPERM") {
+    // Deno refuses a lookup of a host the --allow-net list does not name.
+    const flag = `--allow-net=${isIP(host) === 6 ? `[${host}]` : host}`;
+    return `not permitted (EPERM): run with --allow-net or ${flag}`;
+  }
+  return code ?? describeError(error);
 }
 
 /** Renders {@linkcode HostInfo} as the text the command prints. */
@@ -138,7 +174,8 @@ export function formatHostInfo(info: HostInfo): string {
   const label = info.query === info.hostname
     ? "resolves to"
     : `${info.query} resolves to`;
-  if (info.error) {
+  const address = isIP(unbracket(info.query)) !== 0;
+  if (info.error && !address) {
     lines.push(`${label}: ${info.error}`);
   } else {
     lines.push(`${label}:`);
@@ -146,8 +183,12 @@ export function formatHostInfo(info: HostInfo): string {
       lines.push(`  ${a.address}  (${a.family})`);
     }
   }
-  if (info.reverse !== undefined) {
-    lines.push(`${info.query} reverse-resolves to: ${info.reverse}`);
+  if (address) {
+    lines.push(
+      `${info.query} reverse-resolves to: ${
+        info.error ?? info.reverse ?? "no reverse name"
+      }`,
+    );
   }
   lines.push("interfaces:");
   const rows = info.interfaces.map((i) => [
@@ -173,12 +214,15 @@ const COMMAND: CommandSpec = {
   summary:
     "Prints the host name, the addresses it resolves to (gethostbyname, " +
     "/etc/hosts included) and every interface address. Given NAME, " +
-    "resolves it; given an ADDRESS, reverse-resolves it (gethostbyaddr).",
+    "resolves it; given an ADDRESS, lists it and reverse-resolves it " +
+    "(gethostbyaddr).",
   positionals: "[NAME | ADDRESS]",
   options: {
     json: { type: "boolean", description: "Print one JSON object." },
   },
-  epilog: "Exit status: 0, or 1 if the name or address does not resolve.",
+  epilog:
+    "Exit status: 0 (an address without a reverse name included), 1 if the\n" +
+    "name does not resolve or a lookup is not permitted, 2 on a usage mistake.",
 };
 
 /** The command line: gather, print as text or JSON. */
@@ -188,7 +232,10 @@ export async function main(args: string[]): Promise<number> {
   if (parsed.positionals.length > 1) {
     throw new UsageError("Give at most one name or address (see --help)");
   }
-  const info = await hostInfo(parsed.positionals[0]);
+  const target = parsed.positionals[0];
+  const info = await hostInfo(
+    target === undefined ? undefined : parseHost(target, "NAME"),
+  );
   console.log(
     parsed.values.json ? JSON.stringify(info, null, 2) : formatHostInfo(info),
   );
