@@ -8,7 +8,12 @@
  * @module
  */
 
-import { formatAddress, runMain } from "./_cli.ts";
+import {
+  type CommandSpec,
+  formatAddress,
+  parseCommandLine,
+  runMain,
+} from "./_cli.ts";
 import { runTestClient } from "./clients/client.ts";
 import { type EchoServer, formatStats } from "./servers/_echo.ts";
 import { serveCompletionEcho } from "./servers/completion_echo.ts";
@@ -62,8 +67,19 @@ async function underLoad(title: string, server: EchoServer): Promise<boolean> {
   return ok;
 }
 
+const COMMAND: CommandSpec = {
+  name: "demo.ts",
+  summary: "The main job: the notes' Test Server and Test Client talk on an " +
+    "ephemeral port of 127.0.0.1, then each echo server runs 1 s under a " +
+    "load that checks every byte.",
+  options: {},
+  epilog: "Exit status: 0 when every byte came back, 1 otherwise, 2 on a " +
+    "usage mistake.\nRun it as `deno task demo`.",
+};
+
 /** Runs every part of the demo in turn. */
-async function main(): Promise<number> {
+async function main(args: string[]): Promise<number> {
+  if (!parseCommandLine(args, COMMAND)) return 0;
   console.log("socket-notes demo: the notes' programs, run on 127.0.0.1");
   await conversation();
   console.log(
