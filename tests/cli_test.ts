@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { ROOT, runScript } from "./_helpers.ts";
+import { ROOT, Running, runScript, writeAll } from "./_helpers.ts";
 
 /** Every runnable script of the project: `*.ts` in servers/, clients/, tools/ not starting with `_`. */
 function scripts(): string[] {
@@ -63,3 +63,106 @@ Deno.test("every script: a bad --port or --timeout value is one line, exit 2", a
     }
   }
 });
+
+Deno.test("demo.ts --help prints its usage and runs nothing, exit 0", async () => {
+  const out = await runScript("demo.ts", ["--help"], {
+    perms: ["--allow-net=127.0.0.1"],
+  });
+  assert.equal(out.code, 0, out.stderr);
+  assert.match(out.stdout, /^Usage: demo\.ts \[options\]\n/);
+  assert.doesNotMatch(out.stdout, /socket-notes demo|^== /m);
+  assert.equal(out.stderr, "");
+});
+
+for (const script of ["servers/select_echo.ts", "servers/completion_echo.ts"]) {
+  Deno.test(`${script}: a second SIGINT during the drain stops it at once, exit 130, with the stats so far`, async () => {
+    await using server = new Running(script, ["--port", "0", "--grace", "60"]);
+    const port = await server.port();
+    // A client that sends and never reads: the server holds echo it cannot
+    // write back, so the drain would wait for the whole --grace.
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const writing = await writeUntilBlocked(conn);
+    server.child.kill("SIGINT");
+    await refusing(port);
+    const started = performance.now();
+    const out = await server.stop("SIGINT");
+    const ms = performance.now() - started;
+    conn.close();
+    await writing.pending;
+    assert.equal(out.code, 130, out.stderr);
+    assert.ok(ms < 5_000, `took ${ms} ms`);
+    // The probes of `refusing` may have been served too.
+    assert.match(out.stdout, /\nstats: \d+ connections served, /);
+    assert.match(
+      out.stderr,
+      /stopped by a second signal with 1 connections open\n$/,
+    );
+  });
+
+  Deno.test(`${script}: SIGHUP stops it as SIGTERM does, stats and exit 0`, async () => {
+    await using server = new Running(script, ["--port", "0"]);
+    await server.port();
+    const out = await server.stop("SIGHUP");
+    assert.equal(out.code, 0, out.stderr);
+    assert.match(out.stdout, /\nstats: 0 connections served, /);
+  });
+}
+
+Deno.test("servers/sequential.ts: SIGHUP stops it as SIGTERM does, exit 0", async () => {
+  await using server = new Running("servers/sequential.ts", ["--port", "0"]);
+  await server.port();
+  const out = await server.stop("SIGHUP");
+  assert.equal(out.code, 0, out.stderr);
+});
+
+Deno.test("every server's --help says what SIGHUP and a second signal do", async (t) => {
+  for (
+    const script of [
+      "servers/sequential.ts",
+      "servers/select_echo.ts",
+      "servers/completion_echo.ts",
+    ]
+  ) {
+    await t.step(script, async () => {
+      const out = await runScript(script, ["--help"]);
+      assert.match(out.stdout, /SIGHUP counts as SIGTERM/);
+      assert.match(out.stdout, /second signal .*\n?.*exit 130/);
+    });
+  }
+});
+
+/**
+ * Writes to `conn` until a write stays pending for 300 ms: every buffer on
+ * the way is full, the peer's included. Returns the pending write, made
+ * never to reject (wrapped: an async function would wait for it).
+ */
+async function writeUntilBlocked(
+  conn: Deno.Conn,
+): Promise<{ pending: Promise<void> }> {
+  const chunk = new Uint8Array(64 * 1024);
+  while (true) {
+    const write = writeAll(conn, chunk);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const blocked = await Promise.race([
+      write.then(() => false),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(true), 300);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (blocked) return { pending: write.catch(() => {}) };
+  }
+}
+
+/** Waits until nothing accepts on `port`: the server has begun its drain. */
+async function refusing(port: number): Promise<void> {
+  while (true) {
+    try {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      conn.close();
+    } catch {
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}

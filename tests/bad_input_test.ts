@@ -1,0 +1,460 @@
+/**
+ * Bad input, every script, one way: a table of bad values for every option
+ * of every script, each of which must be a usage mistake (exit 2, one line
+ * on stderr naming the option, nothing on stdout, no stack trace). The
+ * options come from each script's `--help`, so a new option without a row
+ * fails the test.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { type CommandSpec, usage } from "../_cli.ts";
+import { type Output, ROOT, SCRIPT_PERMISSIONS } from "./_helpers.ts";
+
+/** One bad command line and what its one error line must say. */
+interface Row {
+  /** The arguments after the script's base arguments. */
+  args: string[];
+  /** What the error line says besides the option's name (the range). */
+  says: RegExp;
+}
+
+/** Every bad input of one script. */
+interface ScriptRows {
+  /** Permissions to run it with. */
+  perms: string[];
+  /**
+   * Arguments put before each row's, so that a script that wrongly accepts
+   * the row does no harm: a server binds a free port, a client connects to
+   * a port nothing listens on. A row's own value comes last and wins.
+   */
+  base: string[];
+  /** Rows by long option name; each option of `--help` needs at least one. */
+  options: Record<string, Row[]>;
+  /** Rows for positional arguments, named in `says` alone. */
+  positionals?: Row[];
+}
+
+const PORT_RANGE = /expected 0 to 65535/;
+const DURATION_RANGE = /expected (0 for off, or )?0\.001 to 2147483 seconds/;
+
+/** A port: negative (both spellings), too big, not a number. */
+function portRows(option: string, range = PORT_RANGE): Row[] {
+  return [
+    { args: [option, "-1"], says: range },
+    { args: [`${option}=-1`], says: range },
+    { args: [option, "70000"], says: range },
+    { args: [option, "http"], says: range },
+  ];
+}
+
+/**
+ * A duration: negative, longer than a timer holds (2^31 ms), shorter than
+ * 1 ms after rounding, not a number.
+ */
+function durationRows(option: string): Row[] {
+  return [
+    { args: [option, "-1"], says: DURATION_RANGE },
+    { args: [option, "3000000"], says: DURATION_RANGE },
+    { args: [option, "0.0001"], says: DURATION_RANGE },
+    { args: [option, "soon"], says: DURATION_RANGE },
+  ];
+}
+
+/** A whole number within `[min, max]`: below, above, not a number. */
+function countRows(option: string, min: number, max?: number): Row[] {
+  const range = max === undefined
+    ? new RegExp(`expected a whole number of at least ${min}`)
+    : new RegExp(`expected ${min} to ${max}`);
+  return [
+    { args: [option, String(min - 1 < 0 ? -1 : min - 1)], says: range },
+    ...(min > 0 ? [{ args: [option, "-5"], says: range }] : []),
+    ...(max === undefined
+      ? []
+      : [{ args: [option, String(max + 1)], says: range }]),
+    { args: [option, "many"], says: range },
+  ];
+}
+
+/** A host: empty (both spellings), blank. */
+function hostRows(option: string): Row[] {
+  const says = /expected a host name or an IP address/;
+  return [
+    { args: [`${option}=`], says },
+    { args: [option, ""], says },
+    { args: [option, " "], says },
+  ];
+}
+
+/** A flag takes no value. */
+function flagRows(option: string): Row[] {
+  return [{ args: [`${option}=x`], says: /does not take an argument/ }];
+}
+
+/** Rows of the options both echo servers share (servers/_echo.ts). */
+const ECHO_ROWS: Record<string, Row[]> = {
+  hostname: hostRows("--hostname"),
+  port: [...portRows("--port"), { args: ["-p", "-1"], says: PORT_RANGE }],
+  "max-connections": countRows("--max-connections", 1),
+  "idle-timeout": durationRows("--idle-timeout"),
+  grace: durationRows("--grace"),
+  verbose: flagRows("--verbose"),
+};
+
+const SERVER_BASE = ["--port", "0"];
+
+/** The table: every script, every option. */
+const TABLE: Record<string, ScriptRows> = {
+  "servers/sequential.ts": {
+    perms: SCRIPT_PERMISSIONS["servers/sequential.ts"]!,
+    base: SERVER_BASE,
+    options: {
+      hostname: hostRows("--hostname"),
+      port: portRows("--port"),
+      timeout: durationRows("--timeout"),
+      deadline: durationRows("--deadline"),
+      once: flagRows("--once"),
+    },
+  },
+  "servers/select_echo.ts": {
+    perms: SCRIPT_PERMISSIONS["servers/select_echo.ts"]!,
+    base: SERVER_BASE,
+    options: {
+      ...ECHO_ROWS,
+      buffer: [
+        ...countRows("--buffer", 1, 64 * 1024 * 1024),
+        { args: ["-b", "-5"], says: /expected 1 to/ },
+      ],
+    },
+  },
+  "servers/completion_echo.ts": {
+    perms: SCRIPT_PERMISSIONS["servers/completion_echo.ts"]!,
+    base: SERVER_BASE,
+    options: {
+      ...ECHO_ROWS,
+      workers: countRows("--workers", 1, 1024),
+      threads: countRows("--threads", 1, 64),
+    },
+  },
+  "clients/client.ts": {
+    perms: SCRIPT_PERMISSIONS["clients/client.ts"]!,
+    base: ["--port", "1"],
+    options: {
+      host: hostRows("--host"),
+      port: portRows("--port"),
+      timeout: durationRows("--timeout"),
+    },
+  },
+  "tools/hostinfo.ts": {
+    perms: SCRIPT_PERMISSIONS["tools/hostinfo.ts"]!,
+    base: [],
+    options: { json: flagRows("--json") },
+    positionals: [
+      { args: [""], says: /Cannot parse NAME "": expected a host name/ },
+      { args: ["[]"], says: /Cannot parse NAME "\[\]": expected a host name/ },
+      { args: ["a", "b"], says: /at most one name or address/ },
+    ],
+  },
+  "tools/netstat.ts": {
+    perms: SCRIPT_PERMISSIONS["tools/netstat.ts"]!,
+    base: [],
+    options: {
+      listening: flagRows("--listening"),
+      tcp: flagRows("--tcp"),
+      udp: flagRows("--udp"),
+      port: portRows("--port", /expected 1 to 65535/).concat([
+        { args: ["--port", "0"], says: /expected 1 to 65535/ },
+      ]),
+      pid: countRows("--pid", 1),
+      state: [{ args: ["--state", "bogus"], says: /expected one of/ }],
+      json: flagRows("--json"),
+      source: [{ args: ["--source", "kernel"], says: /expected auto/ }],
+      wait: portRows("--wait", /expected 1 to 65535/),
+      host: hostRows("--host").map((row) => ({
+        ...row,
+        args: ["--wait", "1", ...row.args],
+      })),
+      check: [
+        {
+          args: ["--check", "[::1]42587"],
+          says: /no colon between "\]" and the port/,
+        },
+        { args: ["--check", "::1:80"], says: /brackets, as \[::1\]:8080/ },
+        { args: ["--check", "[]:80"], says: /expected HOST:PORT/ },
+        { args: ["--check", "127.0.0.1:0"], says: /1 to 65535/ },
+        { args: ["--check", "-1"], says: /expected HOST:PORT/ },
+      ],
+      timeout: durationRows("--timeout").map((row) => ({
+        ...row,
+        args: ["--wait", "1", ...row.args],
+      })),
+    },
+  },
+  "tools/load.ts": {
+    perms: SCRIPT_PERMISSIONS["tools/load.ts"]!,
+    base: ["--port", "1", "-q"],
+    options: {
+      host: hostRows("--host"),
+      port: portRows("--port", /expected 1 to 65535/),
+      connections: [
+        ...countRows("--connections", 0, 65535),
+        { args: ["-c", "-1"], says: /expected 0 to 65535/ },
+        { args: ["-c", "99999999"], says: /expected 0 to 65535/ },
+        {
+          args: ["-c", "40000", "--idle", "40000"],
+          says: /at most 65535 connections in all/,
+        },
+      ],
+      size: countRows("--size", 1, 16 * 1024 * 1024),
+      mode: [{
+        args: ["--mode", "burst"],
+        says: /expected pingpong or stream/,
+      }],
+      duration: [
+        ...durationRows("--duration"),
+        { args: ["-d", "3000000"], says: DURATION_RANGE },
+        { args: ["-d", "0.0001"], says: DURATION_RANGE },
+      ],
+      rate: [
+        { args: ["--rate", "-5"], says: /expected 0\.001 to 1000000/ },
+        { args: ["--rate", "0"], says: /expected 0\.001 to 1000000/ },
+        { args: ["--rate", "1e9"], says: /expected 0\.001 to 1000000/ },
+        { args: ["--rate", "fast"], says: /expected 0\.001 to 1000000/ },
+      ],
+      ramp: countRows("--ramp", 1, 65535),
+      window: [
+        ...countRows("--window", 1, 64 * 1024 * 1024),
+        { args: ["--window", "999999999999"], says: /expected 1 to 67108864/ },
+        {
+          args: ["--mode", "stream", "-s", "1", "-c", "4000"],
+          says: /--window "262144" .* would take 8\.1 GiB, at most 4\.0 GiB/,
+        },
+      ],
+      engine: [
+        { args: ["--engine", "epoll"], says: /expected auto, net or deno/ },
+      ],
+      idle: countRows("--idle", 0, 65535),
+      "connect-timeout": durationRows("--connect-timeout"),
+      "drain-timeout": durationRows("--drain-timeout"),
+      json: flagRows("--json"),
+      quiet: flagRows("--quiet"),
+      "allow-errors": flagRows("--allow-errors"),
+    },
+  },
+  "tools/compile.ts": {
+    perms: SCRIPT_PERMISSIONS["tools/compile.ts"]!,
+    base: [],
+    options: {
+      out: [
+        { args: ["--out"], says: /argument missing/ },
+        { args: ["--out", "--json"], says: /needs a value before "--json"/ },
+      ],
+    },
+    positionals: [{ args: ["nothing"], says: /Unknown target "nothing"/ }],
+  },
+  "demo.ts": {
+    perms: ["--allow-net=127.0.0.1"],
+    base: [],
+    options: {},
+    positionals: [{ args: ["now"], says: /Unexpected argument 'now'/ }],
+  },
+};
+
+/**
+ * The options a `--help` text lists (as {@linkcode usage} renders them),
+ * `--help` itself left out: long name, one-letter alias, whether it takes a
+ * value.
+ */
+export function optionsOfHelp(
+  help: string,
+): { long: string; short?: string; takesValue: boolean }[] {
+  const lines = help.split("\n");
+  const start = lines.indexOf("Options:");
+  assert.ok(start >= 0, `no "Options:" line in:\n${help}`);
+  const found = [];
+  for (const line of lines.slice(start + 1)) {
+    if (line === "") break;
+    const match = /^ {2}(?:-(\w), | {4})--([a-z][\w-]*)( \S+)? {2}/.exec(line);
+    assert.ok(match, `cannot read option line ${JSON.stringify(line)}`);
+    if (match[2] === "help") continue;
+    found.push({
+      long: match[2]!,
+      ...(match[1] ? { short: match[1] } : {}),
+      takesValue: match[3] !== undefined,
+    });
+  }
+  return found;
+}
+
+/** Runs `deno run` on `script`, killing it after `ms` (a wrongly accepted row). */
+async function runBounded(
+  script: string,
+  args: string[],
+  perms: string[],
+  ms = 5_000,
+): Promise<Output & { killed: boolean }> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", ...perms, script, ...args],
+    cwd: ROOT,
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let killed = false;
+  const timer = setTimeout(() => {
+    killed = true;
+    child.kill("SIGKILL");
+  }, ms);
+  try {
+    const out = await child.output();
+    const decoder = new TextDecoder();
+    return {
+      code: out.code,
+      stdout: decoder.decode(out.stdout),
+      stderr: decoder.decode(out.stderr),
+      killed,
+    };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Maps `items` through `fn`, at most `limit` at once, keeping the order. */
+async function mapBounded<T, R>(
+  items: T[],
+  limit: number,
+  fn: (item: T) => Promise<R>,
+): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  async function worker(): Promise<void> {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i]!);
+    }
+  }
+  await Promise.all(Array.from({ length: limit }, worker));
+  return results;
+}
+
+/** Each `deno run` is mostly start-up: a few per core keep both cores busy. */
+const CONCURRENCY = 4;
+
+Deno.test("optionsOfHelp reads back every option usage() renders", () => {
+  const spec: CommandSpec = {
+    name: "x.ts",
+    summary: "A script.",
+    options: {
+      port: { type: "string", short: "p", arg: "PORT", description: "P." },
+      "max-connections": { type: "string", description: "M.", default: "1" },
+      check: { type: "string", arg: "HOST:PORT", description: "C." },
+      once: { type: "boolean", description: "O." },
+      verbose: { type: "boolean", short: "v", description: "V." },
+    },
+  };
+  assert.deepEqual(optionsOfHelp(usage(spec)), [
+    { long: "port", short: "p", takesValue: true },
+    { long: "max-connections", takesValue: true },
+    { long: "check", takesValue: true },
+    { long: "once", takesValue: false },
+    { long: "verbose", short: "v", takesValue: false },
+  ]);
+});
+
+Deno.test("bad input: the table has every script", () => {
+  const scripts = ["demo.ts"];
+  for (const dir of ["servers", "clients", "tools"]) {
+    for (const entry of Deno.readDirSync(`${ROOT}${dir}`)) {
+      if (entry.isFile && /^[^_].*\.ts$/.test(entry.name)) {
+        scripts.push(`${dir}/${entry.name}`);
+      }
+    }
+  }
+  assert.deepEqual(Object.keys(TABLE).sort(), scripts.sort());
+});
+
+Deno.test("bad input: every option of every script --help lists has a row", async () => {
+  const scripts = Object.keys(TABLE);
+  const helps = await mapBounded(
+    scripts,
+    CONCURRENCY,
+    (script) => runBounded(script, ["--help"], TABLE[script]!.perms),
+  );
+  scripts.forEach((script, i) => {
+    const help = helps[i]!;
+    assert.equal(help.code, 0, `${script} --help: ${help.stderr}`);
+    const listed = optionsOfHelp(help.stdout).map((o) => o.long).sort();
+    const rows = Object.keys(TABLE[script]!.options).sort();
+    assert.deepEqual(
+      listed,
+      rows,
+      `${script}: --help lists [${listed}], the table has rows for [${rows}]`,
+    );
+    for (const [long, list] of Object.entries(TABLE[script]!.options)) {
+      assert.ok(list.length > 0, `${script} --${long}: no row`);
+    }
+  });
+});
+
+Deno.test("bad input: every row is a usage mistake, one line naming the option, exit 2", async (t) => {
+  const cases: {
+    script: string;
+    name: string;
+    args: string[];
+    says: RegExp;
+  }[] = [];
+  for (const [script, rows] of Object.entries(TABLE)) {
+    cases.push({
+      script,
+      name: "--no-such-option",
+      args: [...rows.base, "--no-such-option"],
+      says: /Unknown option '--no-such-option'/,
+    });
+    for (const [long, list] of Object.entries(rows.options)) {
+      for (const row of list) {
+        cases.push({
+          script,
+          name: `--${long}`,
+          args: [...rows.base, ...row.args],
+          says: row.says,
+        });
+      }
+    }
+    for (const row of rows.positionals ?? []) {
+      cases.push({
+        script,
+        name: "",
+        args: [...rows.base, ...row.args],
+        says: row.says,
+      });
+    }
+  }
+  const started = performance.now();
+  const outputs = await mapBounded(
+    cases,
+    CONCURRENCY,
+    (c) => runBounded(c.script, c.args, TABLE[c.script]!.perms),
+  );
+  const seconds = ((performance.now() - started) / 1000).toFixed(1);
+  console.log(`${cases.length} command lines in ${seconds} s`);
+  for (const [i, c] of cases.entries()) {
+    const out = outputs[i]!;
+    const shown = c.args.map((a) => a === "" ? '""' : a).join(" ");
+    await t.step(`${c.script} ${shown}`, () => {
+      const what = `${c.script} ${shown}: exit ${out.code}${
+        out.killed ? " (killed: still running)" : ""
+      }, stderr ${JSON.stringify(out.stderr)}`;
+      assert.equal(out.code, 2, what);
+      assert.match(out.stderr, /^error: [^\n]+\n$/, what);
+      assert.doesNotMatch(out.stderr, /^\s+at /m, what);
+      assert.ok(
+        out.stderr.includes(c.name),
+        `${what}: does not name ${c.name}`,
+      );
+      assert.match(out.stderr, c.says, what);
+      assert.equal(out.stdout, "", what);
+    });
+  }
+});
