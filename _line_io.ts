@@ -12,6 +12,8 @@
  * @module
  */
 
+import { writeAll } from "./_net.ts";
+
 /** The notes' buffer size: `char buf[1000]`. */
 export const MAX_LINE_BYTES = 1000;
 
@@ -145,13 +147,12 @@ export async function writeText(
   text: string,
   timeout = 30_000,
 ): Promise<void> {
-  let bytes = encoder.encode(text);
-  const write = async () => {
-    while (bytes.length > 0) {
-      bytes = bytes.subarray(await conn.write(bytes));
-    }
-  };
-  await withDeadline(write(), timeout, "write", () => conn.close());
+  await withDeadline(
+    writeAll(conn, encoder.encode(text)),
+    timeout,
+    "write",
+    () => conn.close(),
+  );
 }
 
 /** Closes `conn` unless it is already closed (a deadline may have closed it). */

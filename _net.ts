@@ -926,3 +926,77 @@ export async function parseClientEndpoint(
   };
   return { transport: "tls", hostname, port, tls };
 }
+
+// ---------------------------------------------------------------------------
+// Client-side helpers
+// ---------------------------------------------------------------------------
+
+/** What {@linkcode writeAll} writes to: a `Deno.Conn` of any transport. */
+export interface ByteWriter {
+  /** Writes some of `bytes`; returns how many were written. */
+  write(bytes: Uint8Array): Promise<number>;
+}
+
+/**
+ * Writes all of `bytes` to `conn`: a write may take only part of them. A
+ * whole write allocates nothing, so a per-message hot path may call it; a
+ * partial one (rare) takes a view of the rest.
+ *
+ * @param conn The connection (TCP, TLS or a Unix socket).
+ * @param bytes What to write.
+ *
+ * @example
+ * ```ts
+ * import { connect, listen, writeAll } from "./_net.ts";
+ *
+ * using listener = await listen({ transport: "tcp", hostname: "127.0.0.1", port: 0 });
+ * const { port } = listener.addr as Deno.NetAddr;
+ * using conn = await connect({ transport: "tcp", hostname: "127.0.0.1", port });
+ * await writeAll(conn, new TextEncoder().encode("hello\n"));
+ * ```
+ */
+export async function writeAll(
+  conn: ByteWriter,
+  bytes: Uint8Array,
+): Promise<void> {
+  let n = await conn.write(bytes);
+  while (n < bytes.length) n += await conn.write(bytes.subarray(n));
+}
+
+/** What a TLS alert from the server most likely means, by its rustls name. */
+const ALERT_HINTS: Record<string, string> = {
+  CertificateRequired: "it requires a client certificate (--cert and --key)",
+  UnknownCA: "it does not trust the CA of our client certificate",
+  BadCertificate: "it refused our client certificate",
+  CertificateUnknown: "it refused our client certificate",
+  CertificateExpired: "it says our client certificate has expired",
+  NoApplicationProtocol: "it speaks none of the --alpn protocols offered",
+};
+
+/**
+ * The one-line cause of a TLS alert the server sent, or `undefined` if
+ * `error` is not one. With TLS 1.3 a client's handshake is done before the
+ * server has judged its certificate, so a server that refuses it (or wants
+ * one) says so with an alert that the first read or write meets, after
+ * {@linkcode connect} has returned.
+ *
+ * @param error What a read or write threw.
+ * @returns The cause, as `the server refused the TLS session (alert
+ * CertificateRequired): it requires a client certificate (--cert and --key)`.
+ *
+ * @example
+ * ```ts
+ * import { describeTlsAlert } from "./_net.ts";
+ *
+ * console.log(describeTlsAlert(new Error("received fatal alert: UnknownCA")));
+ * ```
+ */
+export function describeTlsAlert(error: unknown): string | undefined {
+  const message = error instanceof Error ? error.message : String(error);
+  const alert = message.match(/received fatal alert: (\w+)/)?.[1];
+  if (alert === undefined) return undefined;
+  const hint = ALERT_HINTS[alert];
+  return `the server refused the TLS session (alert ${alert})${
+    hint ? `: ${hint}` : ""
+  }`;
+}

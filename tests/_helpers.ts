@@ -7,6 +7,7 @@
  */
 
 import { fileURLToPath } from "node:url";
+import { writeAll } from "../_net.ts";
 
 /** The project root, as a path. */
 export const ROOT: string = fileURLToPath(new URL("../", import.meta.url));
@@ -224,13 +225,8 @@ function lineSplitter(): TransformStream<string, string> {
   });
 }
 
-/** Writes all of `bytes` to `conn` (a write may be partial). */
-export async function writeAll(
-  conn: Deno.Conn,
-  bytes: Uint8Array,
-): Promise<void> {
-  while (bytes.length > 0) bytes = bytes.subarray(await conn.write(bytes));
-}
+/** Writes all of `bytes` to `conn` (a write may be partial): the one in _net.ts. */
+export { writeAll };
 
 /** Reads from `conn` until the peer ends its data; returns the bytes. */
 export async function readAll(conn: Deno.Conn): Promise<Uint8Array> {
