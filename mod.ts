@@ -27,6 +27,7 @@ export {
   resolveHost,
   runTestClient,
   type TestClientOptions,
+  type TlsClientOptions,
 } from "./clients/client.ts";
 // tools/hostinfo.ts
 export {

@@ -7,9 +7,13 @@
  * It departs from the notes on purpose: lines are read up to `\n` however
  * TCP splits them (the notes read exactly 12 bytes, then one `recv()`), every
  * step has a timeout, an IPv6 literal works, and it closes at once instead of
- * waiting for Enter. It speaks to any server that speaks these lines.
+ * waiting for Enter. It speaks to any server that speaks these lines, over
+ * TCP, TLS (`--tls`) or a Unix socket (`--unix PATH`), through the network
+ * layer (`_net.ts`).
  *
- * Requires `--allow-net`.
+ * Requires `--allow-net` (a Unix socket: `--allow-net=unix:PATH
+ * --allow-read=PATH --allow-write=PATH`), and `--allow-read` of the files
+ * `--ca`, `--cert` and `--key` name.
  *
  * @module
  */
@@ -20,11 +24,8 @@ import {
   CliError,
   type CommandSpec,
   describeError,
-  formatAddress,
   NOTES_PORT,
   parseCommandLine,
-  parseHost,
-  parsePort,
   parseSeconds,
   runMain,
 } from "../_cli.ts";
@@ -37,6 +38,18 @@ import {
   withDeadline,
   writeText,
 } from "../_line_io.ts";
+import {
+  bareHost,
+  CLIENT_ENDPOINT_OPTIONS,
+  connect,
+  type ConnectEndpoint,
+  ConnectError,
+  describeTlsAlert,
+  formatEndpoint,
+  parseClientEndpoint,
+  TLS_LIMITS_HELP,
+  type TlsClientOptions,
+} from "../_net.ts";
 
 /** Options of {@linkcode runTestClient}. */
 export interface TestClientOptions {
@@ -44,11 +57,23 @@ export interface TestClientOptions {
   host?: string;
   /** Server port. Default 39304 (the notes' `0x9988`). */
   port?: number;
-  /** Bound on resolving, connecting, and each read and write, in ms. Default 10000. */
+  /** Connect to the Unix socket at this path instead of `host` and `port`. */
+  unix?: string;
+  /**
+   * Speak TLS: how the server is verified (against `tls.serverName`, or the
+   * host as given) and what is presented. Not with `unix`.
+   */
+  tls?: TlsClientOptions;
+  /**
+   * Bound on resolving, connecting (with the TLS handshake), and each read
+   * and write, in ms. Default 10000.
+   */
   timeout?: number;
   /** Receives the transcript lines. Default `console.log`. */
   log?: (line: string) => void;
 }
+
+export type { TlsClientOptions };
 
 /**
  * Resolves `host` as `gethostbyname` would: an address literal as is, a
@@ -73,7 +98,7 @@ export async function resolveHost(
   host: string,
   timeout = 10_000,
 ): Promise<string> {
-  const bare = host.replace(/^\[(.*)\]$/, "$1");
+  const bare = bareHost(host);
   if (bare === "") {
     throw new RangeError(
       `Cannot resolve address "${host}": expected a host name or an IP address`,
@@ -98,21 +123,61 @@ export async function resolveHost(
 }
 
 /**
+ * Where the conversation goes. A Unix socket is its path. Over TCP, the
+ * address the host resolves to through the system resolver (the notes'
+ * `gethostbyname`). Over TLS the certificate must be verified against the
+ * name the user gave, never against the address it led to (a certificate for
+ * `example.test` does not name 192.0.2.1): an address literal, or a host with
+ * `serverName`, goes to the resolved address; a name goes to `connectTls`
+ * itself, which resolves it with the same system resolver, verifies the
+ * certificate against it and sends it as SNI (and, unlike a separate
+ * `serverName`, can present a client certificate). The name is resolved here
+ * all the same, so that one that does not resolve fails alike everywhere.
+ */
+async function endpointOf(
+  options: TestClientOptions,
+  timeout: number,
+): Promise<ConnectEndpoint> {
+  if (options.unix !== undefined) {
+    if (options.tls !== undefined) {
+      throw new TypeError(
+        `Cannot use unix "${options.unix}" with tls: Deno's TLS runs over TCP only`,
+      );
+    }
+    return { transport: "unix", path: options.unix };
+  }
+  const host = options.host ?? "127.0.0.1";
+  const port = options.port ?? NOTES_PORT;
+  const address = await resolveHost(host, timeout);
+  const tls = options.tls;
+  if (tls === undefined) return { transport: "tcp", hostname: address, port };
+  if (tls.serverName !== undefined || isIP(bareHost(host)) !== 0) {
+    return { transport: "tls", hostname: address, port, tls };
+  }
+  return { transport: "tls", hostname: bareHost(host), port, tls };
+}
+
+/**
  * Holds the notes' conversation with a Test Server and returns the lines the
  * server sent.
  *
- * Requires `--allow-net`.
+ * Requires `--allow-net` (a Unix socket: `--allow-net=unix:PATH
+ * --allow-read=PATH --allow-write=PATH`).
  *
- * @param options Where the server is, the timeout, where the transcript goes.
+ * @param options Where the server is, over what, the timeout, where the
+ * transcript goes.
  * @returns The two lines received from the server, without their `\n`.
- * @throws {CliError} One line naming the host (and port) and what failed.
+ * @throws {CliError} One line naming the host (and port) or the socket path
+ * and what failed: the name does not resolve, the connect is refused or
+ * times out, a certificate is refused (expired, for another name, from an
+ * unknown CA; a client key that does not match its certificate).
  *
  * @example Talk to a Test Server started here
  * ```ts
  * import { serveSequential } from "../servers/sequential.ts";
  * import { runTestClient } from "./client.ts";
  *
- * await using server = serveSequential({ port: 0, log: () => {} });
+ * await using server = await serveSequential({ port: 0, log: () => {} });
  * const lines = await runTestClient({ port: server.addr.port, log: () => {} });
  * console.log(lines); // ["Test Server", "Say Goodbye"]
  * ```
@@ -120,26 +185,18 @@ export async function resolveHost(
 export async function runTestClient(
   options: TestClientOptions = {},
 ): Promise<string[]> {
-  const host = options.host ?? "127.0.0.1";
-  const port = options.port ?? NOTES_PORT;
   const timeout = options.timeout ?? 10_000;
   const log = options.log ?? ((line: string) => console.log(line));
-  const address = await resolveHost(host, timeout);
-  const where = formatAddress({ hostname: address, port });
+  const endpoint = await endpointOf(options, timeout);
+  const where = formatEndpoint(endpoint);
 
-  log(`Client connecting to: ${host}`);
-  let conn: Deno.TcpConn;
+  log(`Client connecting to: ${options.unix ?? options.host ?? "127.0.0.1"}`);
+  let conn: Deno.Conn;
   try {
-    conn = await Deno.connect({
-      hostname: address,
-      port,
-      signal: AbortSignal.timeout(timeout),
-    });
+    conn = await connect(endpoint, { timeout });
   } catch (error) {
-    const reason = error instanceof DOMException
-      ? `timed out after ${timeout / 1000} s`
-      : describeError(error);
-    throw new CliError(`Cannot connect to ${where}: ${reason}`);
+    if (!(error instanceof ConnectError)) throw error;
+    throw new CliError(error.message, { cause: error });
   }
 
   const received: string[] = [];
@@ -153,6 +210,11 @@ export async function runTestClient(
     log(`got '${escapeControl(line)}'`); // a server cannot drive our terminal
   }
   try {
+    if (options.tls?.alpn !== undefined) {
+      // The handshake is done (connect waits for it): this only reads it.
+      const { alpnProtocol } = await (conn as Deno.TlsConn).handshake();
+      log(`ALPN: ${alpnProtocol ?? "none agreed"}`);
+    }
     await expectLine();
     await writeText(conn, "Test Client\n", timeout);
     await expectLine();
@@ -161,7 +223,7 @@ export async function runTestClient(
     if (error instanceof CliError) throw error;
     const reason = error instanceof DeadlineError
       ? error.message
-      : describeError(error);
+      : describeTlsAlert(error) ?? describeError(error);
     throw new CliError(`${where}: ${reason}`);
   } finally {
     closeQuietly(conn);
@@ -174,40 +236,44 @@ const COMMAND: CommandSpec = {
   summary: "The notes' Test Client: connects, reads the greeting, sends " +
     "'Test Client', reads the reply, sends 'Goodbye', closes.",
   options: {
-    host: {
-      type: "string",
-      default: "127.0.0.1",
-      arg: "HOST",
-      description: "Server name, IPv4 or IPv6 address.",
-    },
-    port: {
-      type: "string",
-      short: "p",
-      default: String(NOTES_PORT),
-      arg: "PORT",
-      description: "Server port.",
-    },
+    ...CLIENT_ENDPOINT_OPTIONS,
     timeout: {
       type: "string",
       default: "10",
       arg: "SECONDS",
-      description: "Bound on resolving, connecting, and each read and write.",
+      description:
+        "Bound on resolving, connecting (with the TLS handshake), and each read and write.",
     },
   },
   epilog:
-    "Exit status: 0 after the conversation, 1 if the name does not resolve,\n" +
-    "the connection fails or times out, 2 on a usage mistake.",
+    `Over TLS the certificate is verified against --server-name, or else the
+host as given (a name, not the address it resolves to).
+${TLS_LIMITS_HELP}
+--server-name and --cert do not combine: Deno sends a client certificate only
+when it verifies the host it connects to.
+
+Permissions: --allow-net; --allow-read=FILE for --ca, --cert, --key; a Unix
+socket needs --allow-net=unix:PATH --allow-read=PATH --allow-write=PATH.
+
+Exit status: 0 after the conversation, 1 if the name does not resolve, the
+connection fails or times out, or a certificate is refused (one line naming
+the cause), 2 on a usage mistake.`,
 };
 
 /** The command line: parse, talk to the server, exit 0 or 1. */
 export async function main(args: string[]): Promise<number> {
   const parsed = parseCommandLine(args, COMMAND);
   if (!parsed) return 0;
-  await runTestClient({
-    host: parseHost(parsed.values.host, "--host"),
-    port: parsePort(parsed.values.port),
-    timeout: parseSeconds(parsed.values.timeout, "--timeout"),
-  });
+  const timeout = parseSeconds(parsed.values.timeout, "--timeout");
+  const endpoint = await parseClientEndpoint(parsed.values);
+  await runTestClient(
+    endpoint.transport === "unix" ? { unix: endpoint.path, timeout } : {
+      host: endpoint.hostname,
+      port: endpoint.port,
+      ...(endpoint.transport === "tls" ? { tls: endpoint.tls } : {}),
+      timeout,
+    },
+  );
   return 0;
 }
 

@@ -17,7 +17,8 @@ export const SCRIPT_PERMISSIONS: Record<string, string[]> = {
   "servers/sequential.ts": ["--allow-net=127.0.0.1,[::1]"],
   "servers/select_echo.ts": ["--allow-net=127.0.0.1,[::1]"],
   "servers/completion_echo.ts": ["--allow-net=127.0.0.1,[::1]"],
-  "clients/client.ts": ["--allow-net"],
+  // The clients read the test certificates (--ca, --cert, --key) from here.
+  "clients/client.ts": ["--allow-net", "--allow-read=tests/fixtures/tls"],
   "tools/hostinfo.ts": [
     "--allow-net",
     "--allow-sys=hostname,networkInterfaces",

@@ -92,6 +92,47 @@ function flagRows(option: string): Row[] {
   return [{ args: [`${option}=x`], says: /does not take an argument/ }];
 }
 
+/**
+ * Rows of the endpoint options every client shares (CLIENT_ENDPOINT_OPTIONS
+ * of _net.ts): a TLS option without --tls, --cert without --key, --tls with
+ * --unix, an empty path or name, a malformed ALPN list. Each is caught
+ * before a certificate file is read.
+ */
+const CLIENT_ENDPOINT_ROWS: Record<string, Row[]> = {
+  unix: [
+    {
+      args: ["--unix="],
+      says: /Cannot parse --unix "": expected a socket path/,
+    },
+    { args: ["--unix", "/tmp/x.sock", "--tls"], says: /do not combine/ },
+  ],
+  tls: [
+    ...flagRows("--tls"),
+    { args: ["--tls", "--unix", "/tmp/x.sock"], says: /do not combine/ },
+  ],
+  ca: [{ args: ["--ca", "ca.pem"], says: /--ca needs --tls/ }],
+  "server-name": [
+    { args: ["--server-name", "localhost"], says: /needs --tls/ },
+    ...hostRows("--server-name").map((row) => ({
+      ...row,
+      args: ["--tls", ...row.args],
+    })),
+    {
+      args: ["--tls", "--server-name", "x", "--cert", "a", "--key", "b"],
+      says: /do not combine/,
+    },
+  ],
+  cert: [
+    { args: ["--cert", "a.pem", "--key", "a.key"], says: /--cert needs --tls/ },
+    { args: ["--tls", "--cert", "a.pem"], says: /--cert needs --key/ },
+  ],
+  key: [{ args: ["--tls", "--key", "a.key"], says: /--key needs --cert/ }],
+  alpn: [
+    { args: ["--alpn", "h2"], says: /--alpn needs --tls/ },
+    { args: ["--tls", "--alpn", "h2,,echo"], says: /expected protocol names/ },
+  ],
+};
+
 /** Rows of the options both echo servers share (servers/_echo.ts). */
 const ECHO_ROWS: Record<string, Row[]> = {
   hostname: hostRows("--hostname"),
@@ -143,6 +184,7 @@ const TABLE: Record<string, ScriptRows> = {
     options: {
       host: hostRows("--host"),
       port: portRows("--port"),
+      ...CLIENT_ENDPOINT_ROWS,
       timeout: durationRows("--timeout"),
     },
   },
