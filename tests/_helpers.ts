@@ -24,7 +24,10 @@ export const SCRIPT_PERMISSIONS: Record<string, string[]> = {
     "--allow-sys=hostname,networkInterfaces",
   ],
   "tools/netstat.ts": ["--allow-run=netstat", "--allow-net=127.0.0.1,[::1]"],
-  "tools/load.ts": ["--allow-net=127.0.0.1,[::1]"],
+  "tools/load.ts": [
+    "--allow-net=127.0.0.1,[::1],localhost",
+    "--allow-read=tests/fixtures/tls",
+  ],
   "tools/compile.ts": [
     "--allow-read",
     "--allow-env",

@@ -238,7 +238,10 @@ const TABLE: Record<string, ScriptRows> = {
     base: ["--port", "1", "-q"],
     options: {
       host: hostRows("--host"),
-      port: portRows("--port", /expected 1 to 65535/),
+      port: portRows("--port", /expected 1 to 65535/).concat([
+        { args: ["--port", "0"], says: /expected 1 to 65535/ },
+      ]),
+      ...CLIENT_ENDPOINT_ROWS,
       connections: [
         ...countRows("--connections", 0, 65535),
         { args: ["-c", "-1"], says: /expected 0 to 65535/ },
@@ -265,6 +268,12 @@ const TABLE: Record<string, ScriptRows> = {
         { args: ["--rate", "fast"], says: /expected 0\.001 to 1000000/ },
       ],
       ramp: countRows("--ramp", 1, 65535),
+      "connect-rate": [
+        { args: ["--connect-rate", "-5"], says: /expected 0\.001 to 1000000/ },
+        { args: ["--connect-rate", "0"], says: /expected 0\.001 to 1000000/ },
+        { args: ["--connect-rate", "1e9"], says: /expected 0\.001 to 1000000/ },
+        { args: ["--connect-rate", "x"], says: /expected 0\.001 to 1000000/ },
+      ],
       window: [
         ...countRows("--window", 1, 64 * 1024 * 1024),
         { args: ["--window", "999999999999"], says: /expected 1 to 67108864/ },

@@ -18,6 +18,7 @@ const LOAD = "tools/load.ts";
 /** Every field of the JSON report, so a missing one fails the test. */
 const REPORT_FIELDS = [
   "target",
+  "transport",
   "mode",
   "connections",
   "idle",
@@ -27,6 +28,9 @@ const REPORT_FIELDS = [
   "engine",
   "connected",
   "connectMs",
+  "connectRate",
+  "connectsPerSecond",
+  "connect",
   "connectFailures",
   "resets",
   "closedByServer",
@@ -334,6 +338,30 @@ Deno.test("load.ts --rate never sends ahead of its schedule", async () => {
   );
 });
 
+Deno.test("load.ts --connect-rate never connects ahead of its schedule, and times each connect", async () => {
+  await using server = testServer((conn) => echoLoop(conn));
+  const { code, report } = await load([
+    "-p",
+    String(server.port),
+    "-c",
+    "2",
+    "--idle",
+    "3",
+    "--connect-rate",
+    "20",
+    "-d",
+    "0.2",
+  ]);
+  assert.equal(code, 0);
+  assert.equal(report.connectRate, 20);
+  // Connect i is due i/20 s after the first: the fifth at 200 ms at the
+  // earliest, however fast the machine.
+  assert.ok(report.connectMs >= 199, `connects took ${report.connectMs} ms`);
+  assert.ok(report.connectsPerSecond <= 26, `${report.connectsPerSecond}/s`);
+  assert.equal(report.connect.samples, 5);
+  assert.ok(report.connect.max >= report.connect.p50);
+});
+
 Deno.test("load.ts --json prints one object with every field", async () => {
   await using server = testServer((conn) => echoLoop(conn));
   const out = await runScript(LOAD, [
@@ -351,7 +379,11 @@ Deno.test("load.ts --json prints one object with every field", async () => {
   assert.deepEqual(Object.keys(report).sort(), [...REPORT_FIELDS].sort());
   for (const f of ["min", "mean", "p50", "p90", "p99", "p999", "max"]) {
     assert.equal(typeof report.latency[f], "number", f);
+    assert.equal(typeof report.connect[f], "number", `connect ${f}`);
   }
+  // Each connection's connect phase is timed once.
+  assert.equal(report.connect.samples, 2);
+  assert.equal(report.transport, "tcp");
   assert.equal(typeof report.cpu.percent, "number");
   // Not a terminal: progress comes as plain lines (0.2 s may print none).
   assert.ok(!out.stderr.includes("\r"));

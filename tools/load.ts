@@ -13,10 +13,13 @@
  * (coordinated omission). Latencies go into a log-bucket histogram, never an
  * array of samples; the per-message path reuses its buffers.
  *
- * Two socket engines: `Deno.TcpConn`, the faster, and `node:net`, which
- * stays fair past about 128 busy connections where `Deno.TcpConn` starves
- * some connections for seconds (a load generator must not report its own
- * stalls as the server's).
+ * Two socket engines: `Deno.Conn`, the faster, and `node:net` (`node:tls`
+ * over TLS), which stays fair past about 128 busy connections where
+ * `Deno.Conn` starves some connections for seconds (a load generator must not
+ * report its own stalls as the server's). Both speak TCP, TLS (`--tls`) and
+ * Unix sockets (`--unix PATH`). The connect phase (the TCP connect, plus the
+ * TLS handshake) is timed apart, and `--connect-rate` paces it, so that what
+ * a handshake costs is measured too.
  *
  * @example
  * ```sh
@@ -27,17 +30,16 @@
  */
 
 import net from "node:net";
+import tls from "node:tls";
 import process from "node:process";
 import {
   CliError,
   type CommandSpec,
   describeError,
-  formatAddress,
   isClosed,
   isPeerGone,
-  NOTES_PORT,
+  MAX_TIMER_MS,
   parseCommandLine,
-  parseHost,
   parseInteger,
   parseSeconds,
   runMain,
@@ -45,6 +47,20 @@ import {
   sleep,
   UsageError,
 } from "../_cli.ts";
+import {
+  bareHost,
+  CLIENT_ENDPOINT_OPTIONS,
+  connect,
+  type ConnectEndpoint,
+  ConnectError,
+  describeTlsAlert,
+  describeTlsError,
+  formatEndpoint,
+  parseClientEndpoint,
+  TLS_LIMITS_HELP,
+  type TlsClientOptions,
+  writeAll,
+} from "../_net.ts";
 import { LatencyHistogram } from "./_histogram.ts";
 
 export { LatencyHistogram };
@@ -56,7 +72,7 @@ export type LoadMode = "pingpong" | "stream";
 export type LoadEngine = "net" | "deno";
 
 /**
- * Most active connections the `auto` engine drives with `Deno.TcpConn`;
+ * Most active connections the `auto` engine drives with `Deno.Conn`;
  * past it, `node:net`. Measured on the project's machine: at 128 busy
  * connections Deno.TcpConn kept p99.9 at 5 ms, at 250 it was 400 ms.
  */
@@ -64,10 +80,17 @@ export const FAIR_LIMIT = 128;
 
 /** What {@linkcode runLoad} does. */
 export interface LoadOptions {
-  /** Server address. Default `127.0.0.1`. */
+  /** Server name or address. Default `127.0.0.1`. */
   hostname?: string;
-  /** Server port. */
-  port: number;
+  /** Server port (1 to 65535); required unless `unix` is given. */
+  port?: number;
+  /** Connect to the Unix socket at this path instead of `hostname` and `port`. */
+  unix?: string;
+  /**
+   * Speak TLS: how the server is verified (against `tls.serverName`, or
+   * `hostname`) and what is presented. Not with `unix`.
+   */
+  tls?: TlsClientOptions;
   /** Connections that carry traffic. Default 50. */
   connections?: number;
   /** Connections opened and held without traffic, beside the active ones. Default 0. */
@@ -82,16 +105,21 @@ export interface LoadOptions {
   rate?: number;
   /** Connects in flight at once while opening connections. Default 100. */
   ramp?: number;
+  /**
+   * Connections opened per second (tcpkali's `--connect-rate`), still at
+   * most `ramp` in flight; 0 (default) opens them as fast as they come.
+   */
+  connectRate?: number;
   /** Stream mode: most bytes in flight per connection. Default 256 KiB. */
   window?: number;
   /**
-   * How sockets are driven: `deno`, `Deno.TcpConn`, the faster, but unfair
+   * How sockets are driven: `deno`, `Deno.Conn`, the faster, but unfair
    * past about 128 busy connections (some stall for seconds); `net`,
-   * `node:net`, fair to every connection; `auto` (default), `deno` up to
-   * {@linkcode FAIR_LIMIT} active connections, `net` above.
+   * `node:net` (`node:tls`), fair to every connection; `auto` (default),
+   * `deno` up to {@linkcode FAIR_LIMIT} active connections, `net` above.
    */
   engine?: LoadEngine | "auto";
-  /** Give up on one connect after this many ms. Default 5000. */
+  /** Give up on one connect (with its TLS handshake) after this many ms. Default 5000. */
   connectTimeout?: number;
   /** After the run, how long outstanding echoes may take, in ms. Default 5000. */
   drainTimeout?: number;
@@ -121,13 +149,13 @@ export interface LoadProgress {
   errors: number;
 }
 
-/** Round-trip latency summary, in milliseconds. */
+/** A latency summary (round trips, or connects), in milliseconds. */
 export interface LatencySummary {
-  /** Messages timed. */
+  /** Messages (or connects) timed. */
   samples: number;
-  /** Fastest round trip. */
+  /** Fastest. */
   min: number;
-  /** Mean round trip. */
+  /** Mean. */
   mean: number;
   /** Median. */
   p50: number;
@@ -137,14 +165,16 @@ export interface LatencySummary {
   p99: number;
   /** 99.9th percentile. */
   p999: number;
-  /** Slowest round trip. */
+  /** Slowest. */
   max: number;
 }
 
 /** What a run measured. Every field is always present. */
 export interface LoadReport {
-  /** `HOST:PORT` of the server. */
+  /** `HOST:PORT` of the server, or the path of its Unix socket. */
   target: string;
+  /** How the connections were carried. */
+  transport: "tcp" | "tls" | "unix";
   /** The mode run. */
   mode: LoadMode;
   /** Active connections asked for. */
@@ -163,6 +193,15 @@ export interface LoadReport {
   connected: number;
   /** Milliseconds the connect ramp took. */
   connectMs: number;
+  /** Connections per second asked for (`connectRate`); 0 is as fast as they come. */
+  connectRate: number;
+  /** Connections that came up per second of the connect ramp. */
+  connectsPerSecond: number;
+  /**
+   * Each connection's connect phase, from the connect call until it is
+   * ready to send: the TCP connect, plus the TLS handshake.
+   */
+  connect: LatencySummary;
   /** Connects that failed or timed out. */
   connectFailures: number;
   /** Connections reset by the peer (ECONNRESET, EPIPE). */
@@ -340,6 +379,8 @@ interface Run {
   readonly tally: Tally;
   readonly pattern: Pattern;
   readonly histogram: LatencyHistogram;
+  /** How the connections are carried (setNoDelay exists for tcp and tls). */
+  readonly transport: ConnectEndpoint["transport"];
   readonly size: number;
   /** Active connections. */
   readonly connections: number;
@@ -530,8 +571,32 @@ function recordFailure(run: Run, flow: Flow, error: unknown): void {
   loseOutstanding(run, flow);
 }
 
+/**
+ * Why a connect failed, in one line, from either engine: `_net.ts`'s reason,
+ * or a `node:net` / `node:tls` error read as {@linkcode describeTlsError}
+ * reads a certificate failure.
+ */
+function describeConnectError(error: unknown): string {
+  if (error instanceof ConnectError) return error.reason;
+  const e = error as { code?: unknown; host?: unknown } | null;
+  if (e?.code === "ERR_TLS_CERT_ALTNAME_INVALID") {
+    return `certificate is not valid for "${e.host}"; connect by a name it ` +
+      `holds or give it with --server-name`;
+  }
+  if (e?.code === "UNABLE_TO_VERIFY_LEAF_SIGNATURE") {
+    // Deno's node:tls gives every other verify failure this one code.
+    return "certificate not verified: expired, not valid yet, or from an " +
+      "unknown CA (node:tls does not say which; --engine deno does)";
+  }
+  return e?.code === undefined
+    ? describeTlsError(error)
+    : describeNetError(error);
+}
+
 /** {@linkcode describeError}, also for `node:net` errors (which carry a code). */
 function describeNetError(error: unknown): string {
+  const alert = describeTlsAlert(error);
+  if (alert !== undefined) return alert;
   const code = (error as { code?: unknown } | null)?.code;
   if (code === "ECONNREFUSED") return "connection refused";
   if (code === "ECONNRESET") return "connection reset by peer";
@@ -550,14 +615,6 @@ function recordClose(run: Run, flow: Flow, idle: boolean): void {
   loseOutstanding(run, flow);
 }
 
-/** Writes all of `bytes`; partial writes are rare, so slicing then is fine. */
-async function writeAll(conn: Deno.TcpConn, bytes: Uint8Array): Promise<void> {
-  let n = await conn.write(bytes);
-  while (n < bytes.length) {
-    n += await conn.write(bytes.subarray(n));
-  }
-}
-
 // ---------------------------------------------------------------------------
 // Engine "net": node:net sockets. Deno's node:net serves many busy
 // connections fairly; Deno.Conn, past about 128 busy connections on one
@@ -566,17 +623,47 @@ async function writeAll(conn: Deno.TcpConn, bytes: Uint8Array): Promise<void> {
 // as the server's. The price is a Buffer the runtime allocates per read,
 // which is copied into the flow's buffer at once.
 
-/** Opens a `node:net` connection within `timeout` ms. */
-function connectNet(
-  hostname: string,
-  port: number,
+/**
+ * Opens a `node:net` socket to `endpoint` within `timeout` ms: `net.connect`
+ * over TCP and to a Unix socket, `tls.connect` over TLS, ready once the
+ * handshake is done (and the server's certificate verified as `connect` of
+ * `_net.ts` verifies it: `caCerts` beside the default roots, against
+ * `serverName` or else the host). The one place the `net` engine connects.
+ */
+function connectNode(
+  endpoint: ConnectEndpoint,
   timeout: number,
 ): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: hostname, port });
+    let socket: net.Socket;
+    let ready = "connect";
+    if (endpoint.transport === "unix") {
+      socket = net.connect({ path: endpoint.path });
+    } else if (endpoint.transport === "tcp") {
+      socket = net.connect({
+        host: bareHost(endpoint.hostname),
+        port: endpoint.port,
+      });
+    } else {
+      const host = bareHost(endpoint.hostname);
+      const t = endpoint.tls;
+      // SNI carries names only (RFC 6066); an address is verified all the same.
+      const servername = t.serverName ?? (net.isIP(host) ? undefined : host);
+      socket = tls.connect({
+        host,
+        port: endpoint.port,
+        ...(servername === undefined ? {} : { servername }),
+        // Deno's node:tls hands `ca` to Deno.startTls as caCerts: trusted
+        // beside the default roots, as `connect` of _net.ts trusts them.
+        ...(t.caCerts ? { ca: t.caCerts } : {}),
+        ...(t.cert === undefined ? {} : { cert: t.cert, key: t.key }),
+        ...(t.alpn ? { ALPNProtocols: t.alpn } : {}),
+      });
+      ready = "secureConnect";
+    }
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new Deno.errors.TimedOut("timed out"));
+      reject(new Deno.errors.TimedOut(`timed out after ${timeout / 1000} s`));
     }, timeout);
     const onError = (error: Error) => {
       clearTimeout(timer);
@@ -584,18 +671,41 @@ function connectNet(
       reject(error);
     };
     socket.once("error", onError);
-    socket.once("connect", () => {
+    socket.once(ready, () => {
       clearTimeout(timer);
       socket.off("error", onError);
+      // A TLS alert read with the handshake's last bytes is emitted before
+      // the engine's listeners are on (they are a microtask away): without
+      // a listener it would be thrown. The engine finds it in `errored`.
+      socket.on("error", ignore);
       resolve(socket);
     });
   });
 }
 
+/** An error listener that leaves the error to `socket.errored`. */
+function ignore(): void {}
+
+/**
+ * Whether `socket` failed before its engine took it; if so, counts the
+ * failure and finishes the flow.
+ */
+function failedEarly(
+  run: Run,
+  flow: Flow,
+  socket: net.Socket,
+  finish: () => void,
+): boolean {
+  if (socket.errored === null) return false;
+  recordFailure(run, flow, socket.errored);
+  finish();
+  return true;
+}
+
 /** Drives one active `node:net` connection until the run ends. */
 function driveNet(run: Run, flow: Flow, socket: net.Socket): Promise<void> {
   return new Promise((resolve) => {
-    socket.setNoDelay(true);
+    if (run.transport !== "unix") socket.setNoDelay(true);
     let blocked = false; // the socket's buffer is full: wait for "drain"
     let timer: ReturnType<typeof setTimeout> | undefined; // open loop: waiting for the next due time
     const finish = () => {
@@ -651,6 +761,7 @@ function driveNet(run: Run, flow: Flow, socket: net.Socket): Promise<void> {
         finish();
       }
     });
+    if (failedEarly(run, flow, socket, finish)) return;
     run.started.then(() => {
       live = true;
       if (!flow.done) pump();
@@ -683,35 +794,18 @@ function holdNet(run: Run, flow: Flow, socket: net.Socket): Promise<void> {
         finish();
       }
     });
+    failedEarly(run, flow, socket, finish);
   });
 }
 
 // ---------------------------------------------------------------------------
-// Engine "deno": Deno.TcpConn, a writer and a reader per connection sharing
-// the window. Nothing is allocated per message but the promises Deno's I/O
-// needs: messages are prebuilt views, replies land in the flow's buffer.
-
-/** Opens a Deno connection within `timeout` ms. */
-async function connectConn(
-  hostname: string,
-  port: number,
-  timeout: number,
-): Promise<Deno.TcpConn> {
-  // A timer of our own rather than AbortSignal.timeout, so that it is cleared
-  // as soon as the connect settles.
-  const giveUp = new AbortController();
-  const timer = setTimeout(() => giveUp.abort(), timeout);
-  try {
-    return await Deno.connect({ hostname, port, signal: giveUp.signal });
-  } catch (error) {
-    throw giveUp.signal.aborted ? new Deno.errors.TimedOut("timed out") : error;
-  } finally {
-    clearTimeout(timer);
-  }
-}
+// Engine "deno": Deno.Conn (TCP, TLS or a Unix socket, opened by `connect`
+// of _net.ts), a writer and a reader per connection sharing the window.
+// Nothing is allocated per message but the promises Deno's I/O needs:
+// messages are prebuilt views, replies land in the flow's buffer.
 
 /** Closes a Deno connection once. */
-function conCloser(run: Run, flow: Flow, conn: Deno.TcpConn): () => void {
+function conCloser(run: Run, flow: Flow, conn: Deno.Conn): () => void {
   return () => {
     if (flow.done) return;
     flow.done = true;
@@ -731,9 +825,11 @@ function conCloser(run: Run, flow: Flow, conn: Deno.TcpConn): () => void {
 async function driveConn(
   run: Run,
   flow: Flow,
-  conn: Deno.TcpConn,
+  conn: Deno.Conn,
 ): Promise<void> {
-  conn.setNoDelay(true);
+  // Only a TCP connection has the setting (a TlsConn has none, nor a Unix
+  // socket).
+  if (run.transport === "tcp") (conn as Deno.TcpConn).setNoDelay(true);
   flow.close = conCloser(run, flow, conn);
   await run.started;
   try {
@@ -760,7 +856,7 @@ async function driveConn(
 async function connPingpong(
   run: Run,
   flow: Flow,
-  conn: Deno.TcpConn,
+  conn: Deno.Conn,
 ): Promise<void> {
   while (!run.stop.aborted && !flow.done) {
     const start = dueTime(run, flow);
@@ -787,7 +883,7 @@ async function connPingpong(
 async function connWriter(
   run: Run,
   flow: Flow,
-  conn: Deno.TcpConn,
+  conn: Deno.Conn,
 ): Promise<void> {
   while (!run.stop.aborted && !flow.done) {
     if (!windowOpen(run, flow)) {
@@ -810,7 +906,7 @@ async function connWriter(
 async function connReader(
   run: Run,
   flow: Flow,
-  conn: Deno.TcpConn,
+  conn: Deno.Conn,
 ): Promise<void> {
   while (!flow.done) {
     // Read at the alignment of the expected bytes so they compare by words.
@@ -843,7 +939,7 @@ async function connReader(
 async function holdConn(
   run: Run,
   flow: Flow,
-  conn: Deno.TcpConn,
+  conn: Deno.Conn,
 ): Promise<void> {
   flow.close = conCloser(run, flow, conn);
   try {
@@ -858,6 +954,30 @@ async function holdConn(
     if (!(flow.done && isClosed(error))) recordFailure(run, flow, error);
   }
   flow.close();
+}
+
+/**
+ * Where `options` point: a Unix socket, or `hostname` and `port` over TCP or
+ * TLS.
+ *
+ * @throws {RangeError} If the port is missing or out of range, or `unix`
+ * comes with `tls`.
+ */
+function endpointOf(options: LoadOptions): ConnectEndpoint {
+  if (options.unix !== undefined) {
+    if (options.tls !== undefined) {
+      throw new RangeError(
+        `Cannot use unix "${options.unix}" with tls: Deno's TLS runs over TCP only`,
+      );
+    }
+    return { transport: "unix", path: options.unix };
+  }
+  const hostname = options.hostname ?? "127.0.0.1";
+  const port = options.port ?? NaN;
+  validate("port", port, 1, 65535);
+  return options.tls === undefined
+    ? { transport: "tcp", hostname, port }
+    : { transport: "tls", hostname, port, tls: options.tls };
 }
 
 function validate(name: string, value: number, min: number, max: number) {
@@ -876,9 +996,10 @@ function validate(name: string, value: number, min: number, max: number) {
  * closes. Never throws for what the server does: failures are counted in the
  * report.
  *
- * Requires `--allow-net` to the server's address.
+ * Requires `--allow-net` to the server's address (a Unix socket:
+ * `--allow-net=unix:PATH --allow-read=PATH --allow-write=PATH`).
  *
- * @param options What to run; only `port` is required.
+ * @param options What to run; only `port` (or `unix`) is required.
  * @returns The measured report.
  * @throws {RangeError} On an option out of range.
  * @throws {CliError} When not one connection could be opened.
@@ -891,8 +1012,6 @@ function validate(name: string, value: number, min: number, max: number) {
  * ```
  */
 export async function runLoad(options: LoadOptions): Promise<LoadReport> {
-  const hostname = options.hostname ?? "127.0.0.1";
-  const port = options.port;
   const connections = options.connections ?? 50;
   const idle = options.idle ?? 0;
   const size = options.size ?? 64;
@@ -900,6 +1019,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   const duration = options.duration ?? 5_000;
   const rate = options.rate ?? 0;
   const ramp = options.ramp ?? 100;
+  const connectRate = options.connectRate ?? 0;
   const engine = (options.engine ?? "auto") === "auto"
     ? (connections > FAIR_LIMIT ? "net" : "deno")
     : options.engine;
@@ -909,7 +1029,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     : size;
   const connectTimeout = options.connectTimeout ?? 5_000;
   const drainTimeout = options.drainTimeout ?? 5_000;
-  validate("port", port, 1, 65535);
+  const endpoint = endpointOf(options);
   validate("connections", connections, 0, 1_000_000);
   validate("idle", idle, 0, 1_000_000);
   if (connections + idle === 0) {
@@ -934,8 +1054,13 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
       `Cannot use duration "${duration}" and rate "${rate}": expected a duration above 0 and a rate of 0 or more`,
     );
   }
+  if (!(connectRate >= 0) || !Number.isFinite(connectRate)) {
+    throw new RangeError(
+      `Cannot use connectRate "${connectRate}": expected 0 (as fast as they come) or more connections per second`,
+    );
+  }
 
-  const target = formatAddress({ hostname, port });
+  const target = formatEndpoint(endpoint);
   const tally = new Tally();
   const stopper = new AbortController();
   let begin = () => {};
@@ -944,6 +1069,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     tally,
     pattern: new Pattern(size, connections),
     histogram: new LatencyHistogram(),
+    transport: endpoint.transport,
     size,
     connections,
     window,
@@ -979,7 +1105,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   let next = 0;
   // Each connection is handed to its engine as soon as it is up (so that a
   // reset while others connect is noticed) but sends nothing before `begin`.
-  function adopt(i: number, conn: Deno.TcpConn | net.Socket): void {
+  function adopt(i: number, conn: Deno.Conn | net.Socket): void {
     if (i < connections) {
       const flow = new Flow(run, flows.length, readLength);
       flows.push(flow);
@@ -998,21 +1124,41 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
       );
     }
   }
+  // The connect phase, timed from each connect call until the connection is
+  // ready to send (TCP connect, plus the TLS handshake).
+  const connectHistogram = new LatencyHistogram();
+  const connectInterval = connectRate > 0 ? 1000 / connectRate : 0;
   async function connector(): Promise<void> {
     while (next < connections + idle && !stopper.signal.aborted) {
       const i = next++;
+      if (connectInterval > 0) {
+        // Connect i is due i intervals after the first; one that is late
+        // (every --ramp slot was busy) goes at once, and the connects/s
+        // achieved tells the shortfall.
+        const due = rampStart + i * connectInterval;
+        for (let wait = due - performance.now(); wait > 0.2;) {
+          await sleep(Math.min(wait, MAX_TIMER_MS), stopper.signal);
+          if (stopper.signal.aborted) break;
+          wait = due - performance.now();
+        }
+        if (stopper.signal.aborted) break;
+      }
+      const start = performance.now();
       try {
         adopt(
           i,
           engine === "net"
-            ? await connectNet(hostname, port, connectTimeout)
-            : await connectConn(hostname, port, connectTimeout),
+            ? await connectNode(endpoint, connectTimeout)
+            : await connect(endpoint, { timeout: connectTimeout }),
         );
+        connectHistogram.record(performance.now() - start);
         tally.connected++;
         tally.everConnected++;
       } catch (error) {
         tally.connectFailures++;
-        tally.note(`cannot connect to ${target}: ${describeNetError(error)}`);
+        tally.note(
+          `cannot connect to ${target}: ${describeConnectError(error)}`,
+        );
       }
     }
   }
@@ -1068,10 +1214,10 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     tally.connected = 0;
 
     const seconds = (stoppedAt - run.startedAt) / 1000;
-    const h = run.histogram;
     const cpuMs = (cpu.user + cpu.system) / 1000;
     const report: LoadReport = {
       target,
+      transport: endpoint.transport,
       mode,
       connections,
       idle,
@@ -1081,6 +1227,11 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
       engine,
       connected: tally.everConnected,
       connectMs: round(connectMs, 1),
+      connectRate,
+      connectsPerSecond: connectMs > 0
+        ? Math.round(tally.everConnected / (connectMs / 1000))
+        : 0,
+      connect: summarize(connectHistogram),
       connectFailures: tally.connectFailures,
       resets: tally.resets,
       closedByServer: tally.closedByServer,
@@ -1094,16 +1245,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
       mismatchedBytes: tally.mismatchedBytes,
       missingBytes: tally.missingBytes,
       extraBytes: tally.extraBytes,
-      latency: {
-        samples: h.count,
-        min: round(h.min, 4),
-        mean: round(h.mean, 4),
-        p50: round(h.percentile(50), 4),
-        p90: round(h.percentile(90), 4),
-        p99: round(h.percentile(99), 4),
-        p999: round(h.percentile(99.9), 4),
-        max: round(h.max, 4),
-      },
+      latency: summarize(run.histogram),
       cpu: {
         userMs: Math.round(cpu.user / 1000),
         systemMs: Math.round(cpu.system / 1000),
@@ -1127,6 +1269,20 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   }
 }
 
+/** The percentiles of `h`, to 0.1 µs. */
+function summarize(h: LatencyHistogram): LatencySummary {
+  return {
+    samples: h.count,
+    min: round(h.min, 4),
+    mean: round(h.mean, 4),
+    p50: round(h.percentile(50), 4),
+    p90: round(h.percentile(90), 4),
+    p99: round(h.percentile(99), 4),
+    p999: round(h.percentile(99.9), 4),
+    max: round(h.max, 4),
+  };
+}
+
 function round(value: number, digits: number): number {
   const f = 10 ** digits;
   return Math.round(value * f) / f;
@@ -1137,6 +1293,13 @@ function count(n: number): string {
   return Math.round(n).toLocaleString("en-US");
 }
 
+/** What the connect phase is, by transport, for the report. */
+const CONNECT_PHASE = {
+  tcp: "TCP connect",
+  tls: "TCP connect + TLS handshake",
+  unix: "Unix socket connect",
+} as const;
+
 /**
  * Renders a report as the few lines `tools/load.ts` prints.
  *
@@ -1145,6 +1308,7 @@ function count(n: number): string {
  */
 export function formatReport(report: LoadReport): string {
   const l = report.latency;
+  const c = report.connect;
   const what = report.mode === "stream"
     ? `stream of ${count(report.size)}-byte writes, window ${
       count(report.window)
@@ -1155,10 +1319,19 @@ export function formatReport(report: LoadReport): string {
       report.idle ? ` + ${count(report.idle)} idle` : ""
     }${
       report.rate ? `, ${report.rate} msg/s each (open loop)` : ""
-    }, ${report.seconds} s against ${report.target} (engine ${report.engine})`,
+    }, ${report.seconds} s against ${report.target}${
+      report.transport === "tcp" ? "" : ` over ${report.transport}`
+    } (engine ${report.engine})`,
     `connections: ${count(report.connected)} of ${
       count(report.connections + report.idle)
     } up in ${report.connectMs} ms; ${report.connectFailures} failed to connect, ${report.resets} reset, ${report.closedByServer} closed by the server, ${report.otherErrors} other errors`,
+    `connect ms (${
+      CONNECT_PHASE[report.transport]
+    }): p50 ${c.p50}  p90 ${c.p90}  p99 ${c.p99}  p99.9 ${c.p999}  max ${c.max}  (mean ${c.mean}); ${
+      count(report.connectsPerSecond)
+    } connects/s${
+      report.connectRate ? ` (asked ${report.connectRate}/s)` : ""
+    }`,
     `throughput: ${
       count(report.messagesPerSecond)
     } msg/s, ${report.megabytesPerSecond} MB/s echoed (${
@@ -1221,19 +1394,7 @@ const SPEC: CommandSpec = {
   summary:
     "Drive an echo server with many connections and check every byte that comes back.",
   options: {
-    host: {
-      type: "string",
-      default: "127.0.0.1",
-      arg: "HOST",
-      description: "Server address.",
-    },
-    port: {
-      type: "string",
-      short: "p",
-      default: String(NOTES_PORT),
-      arg: "PORT",
-      description: "Server port.",
-    },
+    ...CLIENT_ENDPOINT_OPTIONS,
     connections: {
       type: "string",
       short: "c",
@@ -1274,6 +1435,12 @@ const SPEC: CommandSpec = {
       arg: "N",
       description: "Connects in flight at once while opening connections.",
     },
+    "connect-rate": {
+      type: "string",
+      arg: "N",
+      description:
+        "Open connections at N per second (as tcpkali), at most --ramp in flight; default as fast as they come.",
+    },
     window: {
       type: "string",
       default: "262144",
@@ -1285,7 +1452,7 @@ const SPEC: CommandSpec = {
       default: "auto",
       arg: "ENGINE",
       description:
-        "deno: Deno.TcpConn, faster, unfair past ~128 busy connections; net: node:net, fair; auto: deno up to 128 connections, net above.",
+        "deno: Deno.Conn, faster, unfair past ~128 busy connections; net: node:net (node:tls), fair; auto: deno up to 128 connections, net above.",
     },
     idle: {
       type: "string",
@@ -1325,11 +1492,38 @@ intact, 1 otherwise (or with --allow-errors, only when nothing could connect),
 a line a second otherwise. Ctrl-C (or SIGTERM, SIGHUP) ends the run early and
 still reports; a second one stops at once (exit 130).
 
+The connect phase (TCP connect, plus the TLS handshake with --tls) has its own
+percentiles and connects/s in the report; with --connect-rate and -c or
+--idle large enough to last a while, connects/s is handshakes per second.
+${TLS_LIMITS_HELP}
+
 Examples:
   deno run --allow-net=127.0.0.1 tools/load.ts -p 39304 -c 1000 -d 10
   deno run --allow-net=127.0.0.1 tools/load.ts -p 39304 --mode stream -s 16384 -c 10
-  deno run --allow-net=127.0.0.1 tools/load.ts -p 39304 -c 50 --rate 1000 --json`,
+  deno run --allow-net=127.0.0.1 tools/load.ts -p 39304 -c 50 --rate 1000 --json
+  deno run --allow-net=localhost --allow-read=ca.pem tools/load.ts --host localhost -p 39304 --tls --ca ca.pem
+  deno run --allow-net=127.0.0.1 tools/load.ts -p 39304 --tls --ca ca.pem -c 0 --idle 2000 --connect-rate 500
+  deno run --allow-net=unix:/tmp/echo.sock --allow-read=/tmp/echo.sock --allow-write=/tmp/echo.sock tools/load.ts --unix /tmp/echo.sock`,
 };
+
+/**
+ * Parses a rate option (`--rate`, `--connect-rate`): 0 when not given, else
+ * 0.001 to 1,000,000 per second, at least one per 1000 s (a due time a timer
+ * holds), at most one per microsecond.
+ *
+ * @throws {UsageError} Naming the option and the range.
+ */
+function parseRate(value: unknown, name: string, what: string): number {
+  if (value === undefined) return 0;
+  const text = String(value);
+  const rate = /^\s*(\d+(\.\d*)?|\.\d+)\s*$/.test(text) ? Number(text) : NaN;
+  if (!(rate >= 0.001 && rate <= 1_000_000)) {
+    throw new UsageError(
+      `Cannot parse ${name} "${text}": expected 0.001 to 1000000 ${what} per second`,
+    );
+  }
+  return rate;
+}
 
 /**
  * The command line: parses `args`, runs the load, prints the report.
@@ -1353,8 +1547,8 @@ export async function main(args: string[]): Promise<number> {
       `Cannot parse --engine "${engine}": expected auto, net or deno`,
     );
   }
-  const hostname = parseHost(v.host, "--host");
-  const port = parseInteger(v.port, "--port", 1, 65535);
+  // A port to connect to: 0 is a usage mistake here, as in --check.
+  if (v.unix === undefined) parseInteger(v.port, "--port", 1, 65535);
   const connections = parseInteger(
     v.connections,
     "--connections",
@@ -1386,18 +1580,22 @@ export async function main(args: string[]): Promise<number> {
         `would take ${gib(bytes)}, at most ${gib(MAX_FLOW_BYTES)}`,
     );
   }
-  let rate = 0;
-  if (v.rate !== undefined) {
-    // At least one message per 1000 s (a due time a timer holds), at most
-    // one per microsecond.
-    const text = String(v.rate);
-    rate = /^\s*(\d+(\.\d*)?|\.\d+)\s*$/.test(text) ? Number(text) : NaN;
-    if (!(rate >= 0.001 && rate <= 1_000_000)) {
-      throw new UsageError(
-        `Cannot parse --rate "${text}": expected 0.001 to 1000000 messages per second`,
-      );
-    }
-  }
+  const rate = parseRate(v.rate, "--rate", "messages");
+  const connectRate = parseRate(
+    v["connect-rate"],
+    "--connect-rate",
+    "connections",
+  );
+  const duration = parseSeconds(v.duration, "--duration");
+  const ramp = parseInteger(v.ramp, "--ramp", 1, MAX_CONNECTIONS);
+  const connectTimeout = parseSeconds(
+    v["connect-timeout"],
+    "--connect-timeout",
+  );
+  const drainTimeout = parseSeconds(v["drain-timeout"], "--drain-timeout");
+  // Last: it reads the certificate files, a failure that is not a usage
+  // mistake.
+  const endpoint = await parseClientEndpoint(v);
   const json = v.json === true;
   const quiet = v.quiet === true;
   const live = !quiet && Deno.stderr.isTerminal();
@@ -1405,19 +1603,23 @@ export async function main(args: string[]): Promise<number> {
   let shown = false;
   using shutdown = shutdownSignal();
   const report = await runLoad({
-    hostname,
-    port,
+    ...(endpoint.transport === "unix" ? { unix: endpoint.path } : {
+      hostname: endpoint.hostname,
+      port: endpoint.port,
+      ...(endpoint.transport === "tls" ? { tls: endpoint.tls } : {}),
+    }),
     connections,
     idle,
     size,
     mode,
     engine,
-    duration: parseSeconds(v.duration, "--duration"),
+    duration,
     rate,
-    ramp: parseInteger(v.ramp, "--ramp", 1, MAX_CONNECTIONS),
+    ramp,
+    connectRate,
     window,
-    connectTimeout: parseSeconds(v["connect-timeout"], "--connect-timeout"),
-    drainTimeout: parseSeconds(v["drain-timeout"], "--drain-timeout"),
+    connectTimeout,
+    drainTimeout,
     signal: shutdown.signal,
     progressInterval: live ? 250 : 1_000,
     onProgress: quiet ? undefined : (p) => {
