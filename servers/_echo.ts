@@ -66,12 +66,26 @@ export interface EchoStats {
   active: number;
   /** Most connections open at once. */
   peak: number;
+  /**
+   * Bytes read before the stop, each owed an echo: every read while
+   * serving, and at SIGINT/SIGTERM the reads that had completed (queued,
+   * not yet handled). Input that arrives later is not counted: it is read
+   * and dropped after the connection's FIN (or echoed if it lands before).
+   */
+  bytesRead: number;
   /** Bytes written back to clients. */
   bytesEchoed: number;
   /** Connections that ended in an error (reset, broken pipe, ...). */
   errors: number;
   /** Connections closed by the idle timeout. */
   idleClosed: number;
+  /** Connections still open when the shutdown's `--grace` ran out, cut then. */
+  graceClosed: number;
+  /**
+   * Bytes those cut connections had read and not yet written back (a write
+   * in flight counts in full): echo that was owed and lost.
+   */
+  bytesUnechoed: number;
   /** Failed `accept()` calls (EMFILE and the like). */
   acceptErrors: number;
   /**
@@ -134,6 +148,11 @@ export interface EchoEngine {
    */
   drain(): void;
   /**
+   * Bytes `session` has read and not yet written back, for the stats of a
+   * connection cut when the grace period ends.
+   */
+  held(session: Session): number;
+  /**
    * Optional: every session has ended; release what the engine holds (worker
    * loops, queues). The server's `finished` waits for it.
    */
@@ -142,10 +161,11 @@ export interface EchoEngine {
 
 /**
  * The part of a server every engine reports to. Engines call `end` exactly
- * once per session and add to `stats.bytesEchoed` as they write.
+ * once per session and add to `stats.bytesRead` and `stats.bytesEchoed` as
+ * they read and write.
  */
 export class EchoCore {
-  /** Live counters; engines add to `bytesEchoed`. */
+  /** Live counters; engines add to `bytesRead` and `bytesEchoed`. */
   readonly stats: EchoStats = emptyStats();
   /** Sessions open now. */
   readonly sessions: Set<Session> = new Set();
@@ -332,7 +352,12 @@ export function runEchoServer(
       core.log(
         `grace period over: closing ${core.sessions.size} connections`,
       );
-      for (const session of [...core.sessions]) engine.close(session);
+      for (const session of [...core.sessions]) {
+        // Counted before the close, which gives the held bytes back.
+        core.stats.graceClosed++;
+        core.stats.bytesUnechoed += engine.held(session);
+        engine.close(session);
+      }
     }
     if (sweep !== undefined) clearInterval(sweep);
     await engine.stop?.();
@@ -369,9 +394,11 @@ export function formatStats(stats: EchoStats): string {
     } connections`
     : "";
   return `stats: ${stats.accepted} connections served, peak ${stats.peak} ` +
-    `concurrent, ${stats.bytesEchoed} bytes echoed, ${stats.errors} errors, ` +
-    `${stats.rejected} rejected over the cap, ${stats.idleClosed} closed ` +
-    `idle, ${stats.acceptErrors} accept errors${threads}`;
+    `concurrent, ${stats.bytesRead} bytes read, ${stats.bytesEchoed} bytes ` +
+    `echoed, ${stats.errors} errors, ${stats.rejected} rejected over the ` +
+    `cap, ${stats.idleClosed} closed idle, ${stats.graceClosed} cut by ` +
+    `--grace (${stats.bytesUnechoed} bytes unechoed), ` +
+    `${stats.acceptErrors} accept errors${threads}`;
 }
 
 /** Counters of a server that has done nothing yet. */
@@ -381,9 +408,12 @@ export function emptyStats(): EchoStats {
     rejected: 0,
     active: 0,
     peak: 0,
+    bytesRead: 0,
     bytesEchoed: 0,
     errors: 0,
     idleClosed: 0,
+    graceClosed: 0,
+    bytesUnechoed: 0,
     acceptErrors: 0,
   };
 }
@@ -400,9 +430,12 @@ export function sumStats(list: EchoStats[]): EchoStats {
     total.rejected += s.rejected;
     total.active += s.active;
     total.peak += s.peak;
+    total.bytesRead += s.bytesRead;
     total.bytesEchoed += s.bytesEchoed;
     total.errors += s.errors;
     total.idleClosed += s.idleClosed;
+    total.graceClosed += s.graceClosed;
+    total.bytesUnechoed += s.bytesUnechoed;
     total.acceptErrors += s.acceptErrors;
   }
   total.perThread = list.map((s) => ({ ...s }));

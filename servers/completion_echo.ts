@@ -474,6 +474,7 @@ export class PortSocket<K, O extends string = IoOperation> {
   readonly key: K;
   #port: CompletionPort<K, O>;
   #associated = true;
+  #receiving = false; // a recv is issued and its completion not yet posted
   /** The completion the read reactions post, and the reactions. */
   #recvFor: Completion<K, O> | undefined = undefined;
   #onRecv: (n: number | null) => void = noop;
@@ -506,7 +507,17 @@ export class PortSocket<K, O extends string = IoOperation> {
    */
   recv(completion: Completion<K, O>, buffer: Uint8Array): void {
     if (completion !== this.#recvFor) this.#bindRecv(completion);
+    this.#receiving = true;
     this.conn.read(buffer).then(this.#onRecv, this.#onRecvFail);
+  }
+
+  /**
+   * Whether a `recv` is still pending in the kernel: issued, and its
+   * completion not yet posted. False once the read has landed, even while
+   * its completion waits in the port's queue for a worker.
+   */
+  get receiving(): boolean {
+    return this.#receiving;
   }
 
   /**
@@ -568,11 +579,13 @@ export class PortSocket<K, O extends string = IoOperation> {
     const port = this.#port;
     this.#recvFor = completion;
     this.#onRecv = (n) => {
+      this.#receiving = false;
       completion.bytes = n ?? 0;
       completion.error = undefined;
       port.post(completion);
     };
     this.#onRecvFail = (error) => {
+      this.#receiving = false;
       completion.bytes = 0;
       completion.error = error;
       port.post(completion);
@@ -651,6 +664,14 @@ const PROBES_PER_SLAB = 512;
 const LARGE_SIZE = 16 * 1024;
 /** Free large buffers kept for reuse; past it they go to the GC. */
 const POOL_KEEP = 128;
+/**
+ * What a draining connection reads after its FIN, to drop: one buffer for
+ * all of them, as the bytes are thrown away (overlapping reads into it do
+ * no harm), and large, so a client that keeps sending is drained in few
+ * reads, not 128 bytes at a time. Never pooled: `#release` takes back only
+ * LARGE_SIZE buffers and probes.
+ */
+const DISCARD_SIZE = 64 * 1024;
 
 /** Large buffers lent to busy connections and taken back when written. */
 class BufferPool {
@@ -751,14 +772,19 @@ class PerSocket {
  * (in the shared core) hands over each session, which is associated and
  * given its first IO_Read_Request; `workers` loops take completions and
  * issue the next operation.
+ *
+ * @internal What {@linkcode serveCompletionEcho} runs; exported so tests
+ * can call `drain()` at a chosen moment between a read's completion and
+ * its handling, which no client can time from outside.
  */
-class CompletionEngine implements EchoEngine {
+export class CompletionEngine implements EchoEngine {
   #core: EchoCore;
   #port: CompletionPort<PerSocket>;
   #pool = new BufferPool();
   #probes = new ProbePool();
   #contexts = new Map<Session, PerSocket>();
   #workers: Promise<void>[] = [];
+  #discard: Uint8Array | undefined = undefined; // made by drain(): DISCARD_SIZE
 
   constructor(core: EchoCore, workers: number) {
     this.#core = core;
@@ -785,13 +811,33 @@ class CompletionEngine implements EchoEngine {
   }
 
   drain(): void {
+    this.#discard ??= new Uint8Array(DISCARD_SIZE);
+    const stats = this.#core.stats;
     for (const ctx of this.#contexts.values()) {
-      // Shutdown rule, server side: read no more to echo; a write in flight
-      // (or a read that lands while it is) is written back, then linger.
+      // A read that has landed and waits in the port was read before the
+      // stop: it is owed an echo.
+      if (ctx.reading && !ctx.socket.receiving) {
+        stats.bytesRead += ctx.readOp.bytes;
+      }
+      // Shutdown rule, server side: read no more to echo; a write in flight,
+      // a read that has landed, or one that lands while a write is, is
+      // written back, then linger.
       ctx.readShut = true;
       ctx.draining = true;
       if (!ctx.writing && ctx.heldBuffer === undefined) this.#linger(ctx);
     }
+  }
+
+  held(session: Session): number {
+    const ctx = this.#contexts.get(session);
+    if (ctx === undefined) return 0;
+    let held = ctx.writing ? ctx.writeLength : 0;
+    if (ctx.heldBuffer !== undefined) held += ctx.heldLength;
+    // A landed read not yet handled; after our FIN it is input to drop.
+    if (ctx.reading && !ctx.socket.receiving && !ctx.lingering) {
+      held += ctx.readOp.bytes;
+    }
+    return held;
   }
 
   async stop(): Promise<void> {
@@ -834,10 +880,13 @@ class CompletionEngine implements EchoEngine {
     if (ctx.closed || ctx.reading || (ctx.readShut && !ctx.lingering)) return;
     // The probe while the connection trickles and the probe is free; a
     // pooled buffer once a read has filled the probe, as more is likely
-    // waiting (and the probe is then being echoed).
+    // waiting (and the probe is then being echoed). After our FIN, input
+    // is only dropped: the shared discard buffer.
     const probe = ctx.probe!;
-    const buffer = (ctx.lingering || ctx.lastRead < PROBE_SIZE) &&
-        ctx.writeBuffer !== probe && ctx.heldBuffer !== probe
+    const buffer = ctx.lingering
+      ? this.#discard!
+      : ctx.lastRead < PROBE_SIZE && ctx.writeBuffer !== probe &&
+          ctx.heldBuffer !== probe
       ? probe
       : this.#pool.take();
     ctx.readBuffer = buffer;
@@ -857,7 +906,9 @@ class CompletionEngine implements EchoEngine {
     if (ctx.closed) return this.#release(ctx, buffer);
     if (error !== undefined) {
       this.#release(ctx, buffer);
-      return this.#closeSocket(ctx, error);
+      // After our FIN the peer owes us nothing: its close, even by reset,
+      // ends the connection quietly.
+      return this.#closeSocket(ctx, ctx.lingering ? undefined : error);
     }
     if (bytes === 0) {
       // NOTE: if 0 bytes read then Client Shutdown Socket.
@@ -871,6 +922,9 @@ class CompletionEngine implements EchoEngine {
       this.#port.post(ctx.readOp);
       return;
     }
+    // Reads handled once the drain began were counted by drain() if they
+    // had landed before it; the rest came after the stop.
+    if (!ctx.draining) this.#core.stats.bytesRead += bytes;
     ctx.session.active = true;
     ctx.lastRead = bytes;
     if (ctx.writing) {
@@ -978,6 +1032,13 @@ class CompletionEngine implements EchoEngine {
   #linger(ctx: PerSocket): void {
     if (ctx.closed || ctx.lingering) return;
     if (ctx.eof) return this.#closeSocket(ctx);
+    // The FIN waits for a read that has landed, its IO_Read_Completed still
+    // queued for a worker: those bytes were read and are owed their echo,
+    // after which the write's completion comes back here. A read still
+    // pending in the kernel does not hold it up: what it brings arrives
+    // after the stop, and waiting for it would keep an idle client from its
+    // FIN until --grace; it lands after the FIN and is dropped.
+    if (ctx.reading && !ctx.socket.receiving) return;
     ctx.lingering = true;
     (ctx.session.conn.closeWrite() as Promise<void>).catch(() => {
       // Already shut or reset: the read below finds out.

@@ -109,6 +109,8 @@ export interface SelectionKey<T> {
   readonly readArmed: boolean;
   /** A write is armed and its report not yet delivered by `select()`. */
   readonly writeArmed: boolean;
+  /** The armed read has finished; its report waits for the next `select()`. */
+  readonly readLanded: boolean;
   /** A report waits for the next `select()`. */
   readonly pending: boolean;
   /** Whether `cancel()` was called. */
@@ -199,6 +201,10 @@ class Registration<T> implements SelectionKey<T> {
 
   get writeArmed(): boolean {
     return this.#writing || this.#writeDone;
+  }
+
+  get readLanded(): boolean {
+    return this.#readDone;
   }
 
   get pending(): boolean {
@@ -472,6 +478,8 @@ export class Selector<T = unknown> implements Disposable {
 export const DEFAULT_BUFFER_SIZE = 1024;
 /** Largest `--buffer` accepted. */
 const MAX_BUFFER_SIZE = 64 * 1024 * 1024;
+/** The buffer draining connections read into, after their FIN, to drop. */
+const DISCARD_SIZE = 64 * 1024;
 
 /**
  * The notes' `struct Connection`: the socket and its buffer. The buffer is
@@ -490,6 +498,8 @@ class Connection {
   held = 0;
   /** The peer shut down its sending side (recv returned 0). */
   shut = false;
+  /** At the stop its read had landed, not yet reported: owed an echo. */
+  landedAtStop = false;
   /**
    * Draining, everything read has been written back and our FIN sent: what
    * still arrives is read and dropped until the peer closes.
@@ -512,6 +522,8 @@ class SelectEngine implements EchoEngine {
   #size: number;
   #connections = new Map<Session, Connection>(); // the notes' gConnections
   #draining = false;
+  #drainDue = false; // drain() was called; the loop's next pass starts it
+  #discard: Uint8Array | undefined = undefined; // what finishing reads drop
   #loop: Promise<void>;
 
   constructor(core: EchoCore, size: number) {
@@ -535,12 +547,16 @@ class SelectEngine implements EchoEngine {
   }
 
   drain(): void {
-    this.#draining = true;
-    for (const c of this.#connections.values()) {
-      // A read that has landed (pending) is echoed by the loop first; the
-      // rest have nothing left to write and finish now.
-      if (!c.key.pending) this.#setupFDSets(c);
-    }
+    // The loop does it, between two batches: from here, a batch that
+    // select() has delivered and the loop not yet processed would look idle
+    // (its reports taken, nothing armed), and be finished or written twice.
+    this.#drainDue = true;
+    this.#discard = new Uint8Array(DISCARD_SIZE);
+    this.#selector.wakeup();
+  }
+
+  held(session: Session): number {
+    return this.#connections.get(session)?.held ?? 0;
   }
 
   async stop(): Promise<void> {
@@ -567,6 +583,22 @@ class SelectEngine implements EchoEngine {
           this.#shutdownConnection(c, error);
         }
       }
+      if (this.#drainDue) this.#startDrain();
+    }
+  }
+
+  /**
+   * The drain, once, between batches: a connection whose read has landed
+   * (a report pending for the next batch) was read before the stop and is
+   * echoed by the loop first; the rest have nothing left to write back and
+   * finish now.
+   */
+  #startDrain(): void {
+    this.#drainDue = false;
+    this.#draining = true;
+    for (const c of this.#connections.values()) {
+      c.landedAtStop = c.key.readLanded;
+      if (!c.key.pending) this.#setupFDSets(c);
     }
   }
 
@@ -621,7 +653,10 @@ class SelectEngine implements EchoEngine {
         // The peer is gone already; the read below sees it.
       });
     }
-    if (!c.key.readArmed) c.key.setRead(c.buffer);
+    // One large buffer for every finishing connection: what lands there is
+    // dropped, so reads may share it, and a client that keeps sending is
+    // drained in few reads rather than --buffer bytes at a time.
+    if (!c.key.readArmed) c.key.setRead(this.#discard!);
   }
 
   /**
@@ -654,6 +689,13 @@ class SelectEngine implements EchoEngine {
     }
     c.held += n;
     const stats = this.#core.stats;
+    // Once draining, only a read that had landed before the stop counts.
+    if (!this.#draining) {
+      stats.bytesRead += n;
+    } else if (c.landedAtStop) {
+      stats.bytesRead += n;
+      c.landedAtStop = false;
+    }
     stats.bytesHeld! += n;
     if (c.held > stats.peakHeld!) stats.peakHeld = c.held;
     c.session.active = true;

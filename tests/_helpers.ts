@@ -6,6 +6,7 @@
  * @module
  */
 
+import { Buffer } from "node:buffer";
 import { fileURLToPath } from "node:url";
 import { writeAll } from "../_net.ts";
 
@@ -306,6 +307,209 @@ export function firstDifference(a: Uint8Array, b: Uint8Array): number {
   const n = Math.min(a.length, b.length);
   for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
   return a.length === b.length ? -1 : n;
+}
+
+/** An echo server's final counters, as {@linkcode drainStreaming} reads its stats line. */
+export interface PrintedStats {
+  /** Connections served. */
+  accepted: number;
+  /** Bytes read before the stop. */
+  bytesRead: number;
+  /** Bytes written back. */
+  bytesEchoed: number;
+  /** Connections that ended in an error. */
+  errors: number;
+  /** Connections cut when `--grace` ran out. */
+  graceClosed: number;
+  /** Bytes those had read and not written back. */
+  bytesUnechoed: number;
+}
+
+/** What {@linkcode drainStreaming} saw, for {@linkcode drainFailures} to judge. */
+export interface DrainReport {
+  /** The server's exit code and output. */
+  out: Output;
+  /** Its stats line, parsed; undefined if it printed none. */
+  stats: PrintedStats | undefined;
+  /** Per client, the bytes echoed before the server's EOF. */
+  echoed: number[];
+  /** Per client, the bytes it sent before it saw that EOF. */
+  sent: number[];
+  /** What went wrong on the clients' side (corrupt echo, a failed write). */
+  problems: string[];
+}
+
+/**
+ * Runs echo server `script` with `args`, opens `connections` connections
+ * that each stream their own endless pattern while reading the echo, sends
+ * SIGTERM once the clients together have had `warmup` bytes back (by
+ * default 64 KiB a connection: waiting for every client would wait for the
+ * few the server serves late, FINDINGS), and lets each client go on
+ * sending until it sees the server's EOF, then close. Every echoed byte is
+ * checked against the pattern as it arrives, so the echo before EOF is a
+ * prefix of what that client sent or a problem is logged. Before the stop
+ * a client keeps at most `window` bytes unechoed, to bound the load; after
+ * it, it sends without waiting, as a client that does not know of the stop
+ * would. Requires `--allow-run` and `--allow-net=127.0.0.1`.
+ */
+export async function drainStreaming(
+  script: string,
+  args: string[],
+  options: { connections: number; warmup?: number; window?: number },
+): Promise<DrainReport> {
+  const {
+    connections,
+    warmup = connections * 64 * 1024,
+    window = 128 * 1024,
+  } = options;
+  // One pattern for every client, each starting elsewhere in it; its
+  // length is prime, so losing a power-of-two read (16 KiB) cannot line it
+  // up. Stored twice over, so any chunk of it is one view, compared by a
+  // native memcmp: a byte loop would cost the clients more CPU than the
+  // server's echo, on a machine they share.
+  const length = 1_048_573;
+  const table = new Uint8Array(2 * length);
+  table.set(randomBytes(length, pseudoRandom(0xd7a1)));
+  table.copyWithin(length, 0, length);
+  await using proc = new Running(script, ["--port", "0", ...args]);
+  const port = await proc.port();
+  const opened = await Promise.allSettled(
+    Array.from(
+      { length: connections },
+      () => Deno.connect({ hostname: "127.0.0.1", port }),
+    ),
+  );
+  const conns: Deno.TcpConn[] = [];
+  for (const r of opened) if (r.status === "fulfilled") conns.push(r.value);
+  const refused = opened.find((r) => r.status === "rejected");
+  if (refused !== undefined) {
+    for (const conn of conns) conn.close();
+    throw (refused as PromiseRejectedResult).reason;
+  }
+  const problems: string[] = [];
+  const echoed = new Array<number>(connections).fill(0);
+  const sent = new Array<number>(connections).fill(0);
+  let total = 0; // bytes echoed to all clients
+  let ended = 0; // clients whose reading is over
+  let warmed!: () => void;
+  const warm = new Promise<void>((resolve) => warmed = resolve);
+  const nudges: (() => void)[] = []; // wake each client's waiting writer
+  let stopped = false;
+  const clients = conns.map(async (conn, c) => {
+    const start = (c * 7919) % length;
+    let eof = false;
+    let wake: () => void = () => {};
+    nudges.push(() => wake());
+    const reading = (async () => {
+      const buffer = new Uint8Array(64 * 1024);
+      let at = start; // table index of the next byte due back
+      for (;;) {
+        const n = await conn.read(buffer);
+        if (n === null) break;
+        const got = buffer.subarray(0, n);
+        const due = table.subarray(at, at + n);
+        if (Buffer.compare(got, due) !== 0) {
+          const k = firstDifference(got, due);
+          problems.push(`client ${c}: echoed byte ${echoed[c]! + k} is wrong`);
+          return;
+        }
+        at += n;
+        if (at >= length) at -= length;
+        echoed[c]! += n;
+        total += n;
+        if (total >= warmup) warmed();
+        wake();
+      }
+    })().catch((error) => {
+      problems.push(`client ${c}: read failed: ${error}`);
+    }).finally(() => {
+      eof = true;
+      // A server that ends early is judged by the counts.
+      if (++ended === connections) warmed();
+      wake();
+    });
+    const writing = (async () => {
+      let at = start;
+      while (!eof) {
+        if (!stopped && sent[c]! - echoed[c]! >= window) {
+          await new Promise<void>((resolve) => wake = resolve);
+          continue;
+        }
+        const n = await conn.write(table.subarray(at, at + 64 * 1024));
+        sent[c]! += n;
+        at += n;
+        if (at >= length) at -= length;
+      }
+    })().catch((error) => {
+      if (!eof) problems.push(`client ${c}: write failed: ${error}`);
+    });
+    await reading;
+    // Closing also ends a write still waiting on a full socket.
+    conn.close();
+    await writing;
+  });
+  await warm;
+  proc.child.kill("SIGTERM");
+  stopped = true;
+  for (const nudge of nudges) nudge();
+  await Promise.all(clients);
+  const out = await proc.wait();
+  const match = out.stdout.match(
+    /^stats: (\d+) connections served, .* (\d+) bytes read, (\d+) bytes echoed, (\d+) errors, .* (\d+) cut by --grace \((-?\d+) bytes unechoed\)/m,
+  );
+  const stats = match && {
+    accepted: Number(match[1]),
+    bytesRead: Number(match[2]),
+    bytesEchoed: Number(match[3]),
+    errors: Number(match[4]),
+    graceClosed: Number(match[5]),
+    bytesUnechoed: Number(match[6]),
+  };
+  return { out, stats: stats ?? undefined, echoed, sent, problems };
+}
+
+/**
+ * What a {@linkcode drainStreaming} run of `connections` clients shows
+ * against a drain that loses nothing: exit 0, every echo intact, no
+ * connection cut by `--grace`, the server's echo count equal to what the
+ * clients got, and every byte the server read before the stop written
+ * back. Empty when all holds.
+ */
+export function drainFailures(
+  report: DrainReport,
+  connections: number,
+): string[] {
+  const { out, stats, echoed, sent } = report;
+  const failures = [...report.problems];
+  if (out.code !== 0) failures.push(`exit ${out.code}: ${out.stderr}`);
+  if (stats === undefined) return [...failures, `no stats: ${out.stdout}`];
+  const got = echoed.reduce((a, b) => a + b, 0);
+  const over = echoed.filter((n, c) => n > sent[c]!).length;
+  if (over > 0) failures.push(`${over} clients got more back than they sent`);
+  if (stats.accepted !== connections) {
+    failures.push(`${stats.accepted} connections served, not ${connections}`);
+  }
+  if (stats.errors !== 0) {
+    failures.push(`${stats.errors} errors: ${out.stderr}`);
+  }
+  if (stats.graceClosed !== 0 || stats.bytesUnechoed !== 0) {
+    failures.push(
+      `${stats.graceClosed} connections cut by --grace, ${stats.bytesUnechoed} bytes unechoed`,
+    );
+  }
+  if (stats.bytesEchoed !== got) {
+    failures.push(
+      `the server echoed ${stats.bytesEchoed} bytes, the clients got ${got}`,
+    );
+  }
+  if (stats.bytesRead > stats.bytesEchoed) {
+    failures.push(
+      `read ${stats.bytesRead} bytes before the stop, echoed ${stats.bytesEchoed}: ${
+        stats.bytesRead - stats.bytesEchoed
+      } lost (${(stats.bytesRead - stats.bytesEchoed) / 16384} x 16 KiB)`,
+    );
+  }
+  return failures;
 }
 
 /**

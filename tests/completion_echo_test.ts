@@ -13,6 +13,7 @@ import assert from "node:assert/strict";
 import {
   type Completion,
   type CompletionEchoOptions,
+  CompletionEngine,
   CompletionPort,
   PORT_CLOSED,
   serveCompletionEcho,
@@ -20,9 +21,13 @@ import {
 import {
   ECHO_RUNTIME_ENV,
   ECHO_V8_FLAGS,
+  EchoCore,
   type EchoServer,
+  type Session,
 } from "../servers/_echo.ts";
 import {
+  drainFailures,
+  drainStreaming,
   echoInChunks,
   firstDifference,
   pseudoRandom,
@@ -456,6 +461,33 @@ Deno.test("CompletionEchoServer closes a connection idle past --idle-timeout", a
   assert.equal(stats.idleClosed, 1);
 });
 
+Deno.test("CompletionEchoServer: a client that never reads is cut when --grace ends; what it was owed is counted unechoed", async () => {
+  const { server: s, log } = await server({ grace: 300 });
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port: s.addr.port });
+  const flood = randomBytes(64 * 1024, pseudoRandom(6));
+  let stop = false;
+  const writing = (async () => {
+    for (let i = 0; !stop && i < 1024; i++) await writeAll(conn, flood);
+  })().catch(() => {});
+  await waitUntil(() => s.stats().bytesEchoed > 0, "the first echo");
+  const final = await s.close();
+  assert.ok(
+    log.includes("grace period over: closing 1 connections"),
+    log.join("\n"),
+  );
+  // It never reads our FIN, so it is cut whether or not its echo got out
+  // (the kernel's buffers may hold all of it); the bytes counted unechoed
+  // cover whatever it was owed.
+  assert.equal(final.graceClosed, 1);
+  assert.ok(
+    final.bytesUnechoed >= final.bytesRead - final.bytesEchoed,
+    JSON.stringify(final),
+  );
+  stop = true;
+  conn.close();
+  await writing;
+});
+
 Deno.test("CompletionEchoServer with 2 threads: connections reach both, every byte echoes", async () => {
   const { server: s } = await server({ threads: 2, workers: 2 });
   const port = s.addr.port;
@@ -507,6 +539,185 @@ Deno.test("CompletionEchoServer with 2 threads counts --max-connections over bot
   assert.equal(stats.rejected, 4);
 });
 
+// ---------------------------------------------------------------------------
+// The drain, step by step: drain() at moments no client can time
+// ---------------------------------------------------------------------------
+
+/**
+ * A {@linkcode CompletionEngine} serving one accepted connection, with its
+ * client. The server side's `read` and `write` go through `hooks`, which
+ * see each operation's promise and may hand the engine another in its
+ * place: so a test can act between a read landing (its promise settling,
+ * which posts IO_Read_Completed) and a worker handling it, or choose the
+ * order in which completions reach the port.
+ */
+async function engineSession(hooks: {
+  read?: (
+    buffer: Uint8Array,
+    landed: Promise<number | null>,
+  ) => Promise<number | null> | void;
+  write?: (written: Promise<number>) => Promise<number> | void;
+}) {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const client = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: listener.addr.port,
+  });
+  const conn = await listener.accept();
+  const read = conn.read.bind(conn);
+  const write = conn.write.bind(conn);
+  conn.read = (buffer) => {
+    const landed = read(buffer);
+    return hooks.read?.(buffer, landed) ?? landed;
+  };
+  conn.write = (bytes) => {
+    const written = write(bytes);
+    return hooks.write?.(written) ?? written;
+  };
+  const log: string[] = [];
+  const core = new EchoCore((line) => log.push(line), false);
+  const engine = new CompletionEngine(core, 2);
+  const session: Session = {
+    id: 1,
+    conn,
+    remote: "client",
+    active: false,
+    lastSeen: 0,
+  };
+  core.sessions.add(session);
+  core.stats.active++;
+  engine.open(session);
+  /** Closes what is left, whatever the test got to. */
+  async function finish(): Promise<void> {
+    try {
+      client.close();
+    } catch {
+      // Closed by the test.
+    }
+    for (const open of [...core.sessions]) engine.close(open);
+    await engine.stop();
+  }
+  return { client, core, engine, session, log, finish };
+}
+
+/** Reads exactly `n` bytes from `conn`. */
+async function readExactly(conn: Deno.Conn, n: number): Promise<Uint8Array> {
+  const bytes = new Uint8Array(n);
+  for (let got = 0; got < n;) {
+    const r = await conn.read(bytes.subarray(got));
+    assert.notEqual(r, null, `EOF after ${got} of ${n} bytes`);
+    got += r!;
+  }
+  return bytes;
+}
+
+Deno.test("CompletionEngine.drain() after a read has landed, before a worker handles it: those 16 KiB are echoed, then FIN", async () => {
+  let trapped = false;
+  const s = await engineSession({
+    read(buffer, landed) {
+      // The first pooled read: once it lands, the port's reaction posts its
+      // IO_Read_Completed and wakes a worker; drain() runs in between.
+      if (buffer.length <= 128 || trapped) return;
+      trapped = true;
+      landed.then(() => queueMicrotask(() => s.engine.drain()));
+    },
+  });
+  try {
+    // A full probe: the next read goes into a pooled 16 KiB buffer.
+    const probe = randomBytes(128, pseudoRandom(31));
+    await writeAll(s.client, probe);
+    assert.deepEqual(await readExactly(s.client, 128), probe);
+    await turn();
+    const data = randomBytes(16 * 1024, pseudoRandom(32));
+    await writeAll(s.client, data);
+    const back = await readAll(s.client);
+    assert.ok(trapped, "the drain ran between the read and its handling");
+    assert.equal(
+      back.length,
+      data.length,
+      `${data.length - back.length} bytes read and never echoed before FIN`,
+    );
+    assert.equal(firstDifference(back, data), -1);
+    s.client.close();
+    await s.core.whenEmpty();
+    assert.equal(s.core.stats.bytesRead, 128 + data.length);
+    assert.equal(s.core.stats.bytesEchoed, 128 + data.length);
+    assert.equal(s.core.stats.errors, 0, s.log.join("\n"));
+  } finally {
+    await s.finish();
+  }
+});
+
+Deno.test("CompletionEngine: a read that lands while the drain's last echo is written is echoed too, even when the write's completion is handled first; then FIN", async () => {
+  // Held back, so that both completions reach the port in one turn, the
+  // write's first: its handler is where the drain sends FIN.
+  let hold = false;
+  let releaseWrite!: () => void;
+  let releaseRead!: () => void;
+  const heldWrite = Promise.withResolvers<number>();
+  const heldRead = Promise.withResolvers<number | null>();
+  const read = Promise.withResolvers<number>(); // the held read's count
+  let written: Promise<number> | undefined;
+  let reading: Promise<number | null> | undefined;
+  const s = await engineSession({
+    // The first write and the first read issued once `hold` is set: an
+    // echo, and the read the engine issues beside it.
+    write(real) {
+      if (!hold || written !== undefined) return;
+      written = real;
+      releaseWrite = () => real.then(heldWrite.resolve, heldWrite.reject);
+      return heldWrite.promise;
+    },
+    read(_buffer, landed) {
+      if (!hold || reading !== undefined) return;
+      reading = landed;
+      landed.then((n) => read.resolve(n ?? 0));
+      releaseRead = () => landed.then(heldRead.resolve, heldRead.reject);
+      return heldRead.promise;
+    },
+  });
+  try {
+    const probe = randomBytes(128, pseudoRandom(41));
+    await writeAll(s.client, probe);
+    assert.deepEqual(await readExactly(s.client, 128), probe);
+    await turn();
+    hold = true;
+    // Its echo is written (and held) while the next read waits.
+    const stream = randomBytes(32 * 1024, pseudoRandom(42));
+    await writeAll(s.client, stream.subarray(0, 16 * 1024));
+    await waitUntil(
+      () => written !== undefined && reading !== undefined,
+      "the write and the read beside it",
+    );
+    s.engine.drain();
+    // Cut now, it would leave that write's bytes unechoed.
+    const owed = s.engine.held(s.session);
+    assert.ok(owed > 0);
+    await writeAll(s.client, stream.subarray(16 * 1024));
+    await written;
+    const landed = await read.promise;
+    assert.ok(landed > 0);
+    releaseWrite();
+    releaseRead();
+    const back = await readAll(s.client);
+    const expected = stream.subarray(0, owed + landed);
+    assert.equal(
+      back.length,
+      expected.length,
+      `${expected.length - back.length} bytes read and never echoed before FIN`,
+    );
+    assert.equal(firstDifference(back, expected), -1);
+    s.client.close();
+    await s.core.whenEmpty();
+    // What landed after the stop is echoed but not counted as owed.
+    assert.equal(s.core.stats.bytesRead, 128 + owed);
+    assert.equal(s.core.stats.bytesEchoed, 128 + expected.length);
+    assert.equal(s.core.stats.errors, 0, s.log.join("\n"));
+  } finally {
+    await s.finish();
+  }
+});
+
 Deno.test("completion_echo.ts on SIGTERM stops accepting, writes back what it read, prints stats, exits 0", async () => {
   await using proc = new Running(SCRIPT, ["--port", "0", "--workers", "3"]);
   const port = await proc.port();
@@ -540,6 +751,15 @@ Deno.test("completion_echo.ts on SIGTERM stops accepting, writes back what it re
     Deno.connect({ hostname: "127.0.0.1", port }),
     Deno.errors.ConnectionRefused,
   );
+});
+
+Deno.test("completion_echo.ts on SIGTERM with 300 streaming connections: every byte read before the stop comes back before FIN, none cut by --grace", async () => {
+  // Reads whose completions wait in the port at the stop are the case
+  // that lost 16 KiB each; input after the stop must drain fast.
+  const report = await drainStreaming(SCRIPT, ["--grace", "20"], {
+    connections: 300,
+  });
+  assert.deepEqual(drainFailures(report, 300), []);
 });
 
 Deno.test("completion_echo.ts --threads 2 serves from both threads; SIGTERM stops both and prints per-thread stats", async () => {

@@ -16,6 +16,8 @@ import {
 } from "../servers/select_echo.ts";
 import type { EchoServer, EchoStats } from "../servers/_echo.ts";
 import {
+  drainFailures,
+  drainStreaming,
   echoInChunks,
   firstDifference,
   pseudoRandom,
@@ -526,6 +528,13 @@ Deno.test("SelectEchoServer: a client that never reads is cut off when --grace e
   );
   assert.equal(final.active, 0);
   assert.equal(final.bytesHeld, 0);
+  // Cut with what it still held: at most its buffer (the kernel may have
+  // taken the rest meanwhile).
+  assert.equal(final.graceClosed, 1);
+  assert.ok(
+    final.bytesUnechoed >= 0 && final.bytesUnechoed <= 1024,
+    JSON.stringify(final),
+  );
   stop = true;
   conn.close();
   await writing;
@@ -596,6 +605,13 @@ Deno.test("select_echo.ts on SIGTERM stops accepting, writes back what it read, 
   const match = out.stdout.match(/^stats: .* (\d+) bytes echoed, 0 errors/m);
   assert.ok(match, out.stdout);
   assert.equal(Number(match[1]), echoed.length);
+});
+
+Deno.test("select_echo.ts on SIGTERM with 300 streaming connections: every byte read before the stop comes back before FIN, none cut by --grace", async () => {
+  const report = await drainStreaming(SCRIPT, ["--grace", "20"], {
+    connections: 300,
+  });
+  assert.deepEqual(drainFailures(report, 300), []);
 });
 
 Deno.test("select_echo.ts --help exits 0; a bad --buffer is one line, exit 2", async () => {
