@@ -845,6 +845,19 @@ Deno.test("checkPort says open for a listener and refused for a closed port", as
   assert.equal(closed.reason, "connection refused");
 });
 
+Deno.test("checkPort says no answer when the SYN goes unanswered (a full listen backlog)", async () => {
+  // A listener that never accepts: once its backlog is full (somaxconn,
+  // 4096 at most on Linux), the kernel drops the next SYN.
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const target = { hostname: "127.0.0.1", port: listener.addr.port };
+  let result = await checkPort(target, { timeout: 300 });
+  for (let i = 0; i < 5000 && result.status === "open"; i++) {
+    result = await checkPort(target, { timeout: 300 });
+  }
+  assert.equal(result.status, "no answer");
+  assert.equal(result.reason, "no answer within 0.3 s");
+});
+
 Deno.test("netstat --wait returns 0 when a listener appears later", async () => {
   const port = freePort();
   await using waiter = new Running(SCRIPT, [

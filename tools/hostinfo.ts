@@ -22,6 +22,7 @@ import {
   runMain,
   UsageError,
 } from "../_cli.ts";
+import { bareHost } from "../_net.ts";
 
 /** One address of a network interface. */
 export interface InterfaceAddress {
@@ -119,7 +120,7 @@ export async function hostInfo(target?: string): Promise<HostInfo> {
     addresses: [],
     interfaces: interfaceAddresses(),
   };
-  const literal = unbracket(query);
+  const literal = bareHost(query);
   if (isIP(literal)) {
     info.addresses = [{
       address: literal,
@@ -146,11 +147,6 @@ export async function hostInfo(target?: string): Promise<HostInfo> {
   return info;
 }
 
-/** `host` without the brackets an IPv6 address may come in. */
-function unbracket(host: string): string {
-  return host.replace(/^\[(.*)\]$/, "$1");
-}
-
 /** The `code` of a `node:dns` error (`ENOTFOUND`, `EPERM`, ...). */
 function errorCode(error: unknown): string | undefined {
   return (error as { code?: string } | undefined)?.code;
@@ -174,7 +170,7 @@ export function formatHostInfo(info: HostInfo): string {
   const label = info.query === info.hostname
     ? "resolves to"
     : `${info.query} resolves to`;
-  const address = isIP(unbracket(info.query)) !== 0;
+  const address = isIP(bareHost(info.query)) !== 0;
   if (info.error && !address) {
     lines.push(`${label}: ${info.error}`);
   } else {

@@ -27,7 +27,6 @@ import {
   type CommandSpec,
   describeError,
   EXIT_FAILURE,
-  formatAddress,
   parseCommandLine,
   parseHost,
   parseInteger,
@@ -37,6 +36,7 @@ import {
   sleep,
   UsageError,
 } from "../_cli.ts";
+import { bareHost, connect, ConnectError, formatAddr } from "../_net.ts";
 
 // ---------------------------------------------------------------------------
 // Usage Detection: the socket table
@@ -648,7 +648,7 @@ function splitAt(text: string, sep: string, v6: boolean): Endpoint | undefined {
   let host = text.slice(0, at);
   const port = text.slice(at + 1);
   if (port !== "*" && !/^\d+$/.test(port)) return;
-  if (host.startsWith("[") && host.endsWith("]")) host = host.slice(1, -1);
+  host = bareHost(host);
   if (host === "*" || host === "") host = v6 ? "::" : "0.0.0.0";
   return { address: host, port: port === "*" ? 0 : Number(port) };
 }
@@ -941,7 +941,7 @@ function compareText(a: string, b: string): number {
  */
 export function formatEndpoint(endpoint: Endpoint): string {
   if (endpoint.port !== 0) {
-    return formatAddress({ hostname: endpoint.address, port: endpoint.port });
+    return formatAddr({ hostname: endpoint.address, port: endpoint.port });
   }
   return endpoint.address.includes(":")
     ? `[${endpoint.address}]:*`
@@ -1135,31 +1135,22 @@ export async function checkPort(
     );
   }
   options.signal?.throwIfAborted();
-  const controller = new AbortController();
-  let timedOut = false;
-  // Our own timer rather than AbortSignal.timeout: it is cleared the moment
-  // the connect settles, so no timer outlives the call.
-  const timer = setTimeout(() => {
-    timedOut = true;
-    controller.abort();
-  }, timeout);
-  const stop = () => controller.abort(options.signal?.reason);
-  options.signal?.addEventListener("abort", stop, { once: true });
   const start = performance.now();
   try {
-    const conn = await Deno.connect({
-      hostname: target.hostname,
-      port: target.port,
-      signal: controller.signal,
-    });
+    const conn = await connect(
+      { transport: "tcp", hostname: target.hostname, port: target.port },
+      { timeout, ...(options.signal ? { signal: options.signal } : {}) },
+    );
     const ms = performance.now() - start;
     conn.close();
     return { ...target, status: "open", ms };
-  } catch (error) {
+  } catch (wrapped) {
     const ms = performance.now() - start;
     if (options.signal?.aborted) throw options.signal.reason;
+    const error = wrapped instanceof ConnectError ? wrapped.cause : wrapped;
     if (error instanceof Deno.errors.NotCapable) throw error;
-    if (timedOut) {
+    // The caller's signal has not aborted: the connect's own timeout did.
+    if (error instanceof DOMException && error.name === "AbortError") {
       return {
         ...target,
         status: "no answer",
@@ -1171,9 +1162,6 @@ export async function checkPort(
       return { ...target, status: "refused", ms, reason: "connection refused" };
     }
     return { ...target, status: "error", ms, reason: describeError(error) };
-  } finally {
-    clearTimeout(timer);
-    options.signal?.removeEventListener("abort", stop);
   }
 }
 
@@ -1272,7 +1260,7 @@ export async function waitForPort(options: WaitOptions): Promise<WaitResult> {
     const left = deadline - performance.now();
     if (left <= 0) {
       throw new Deno.errors.TimedOut(
-        `Nothing accepted connections on ${formatAddress(target)} within ` +
+        `Nothing accepted connections on ${formatAddr(target)} within ` +
           `${timeout / 1000} s (${attempt} attempt${
             attempt === 1 ? "" : "s"
           }, ` +
@@ -1467,7 +1455,7 @@ export async function main(args: string[]): Promise<number> {
 async function waitMain(
   options: Target & { timeout: number; json: boolean },
 ): Promise<number> {
-  const where = formatAddress(options);
+  const where = formatAddr(options);
   const tty = !options.json && Deno.stderr.isTerminal();
   const encoder = new TextEncoder();
   const start = performance.now();
@@ -1537,7 +1525,7 @@ async function checkMain(
     console.log(JSON.stringify({ results, allOpen: closed === 0 }, null, 2));
   } else {
     const rows = results.map((r) => [
-      formatAddress(r),
+      formatAddr(r),
       r.status === "error" ? `error: ${r.reason}` : r.status,
       formatMs(r.ms),
     ]);
