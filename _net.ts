@@ -971,14 +971,18 @@ const ALERT_HINTS: Record<string, string> = {
   CertificateUnknown: "it refused our client certificate",
   CertificateExpired: "it says our client certificate has expired",
   NoApplicationProtocol: "it speaks none of the --alpn protocols offered",
+  HandshakeFailure:
+    "it accepts nothing we offered (it may require a client certificate: --cert and --key)",
 };
 
 /**
  * The one-line cause of a TLS alert the server sent, or `undefined` if
- * `error` is not one. With TLS 1.3 a client's handshake is done before the
- * server has judged its certificate, so a server that refuses it (or wants
- * one) says so with an alert that the first read or write meets, after
- * {@linkcode connect} has returned.
+ * `error` is not one: the server's verdict (on our client certificate, say),
+ * which {@linkcode describeTlsError} would read as a fault of the server's
+ * certificate (`UnknownCA`). With TLS 1.2 it ends the handshake, so it is
+ * the cause of a {@linkcode ConnectError}; with TLS 1.3 a client's handshake
+ * is done before the server has judged its certificate, and the first read
+ * or write meets the alert, after {@linkcode connect} has returned.
  *
  * @param error What a read or write threw.
  * @returns The cause, as `the server refused the TLS session (alert

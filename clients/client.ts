@@ -196,7 +196,15 @@ export async function runTestClient(
     conn = await connect(endpoint, { timeout });
   } catch (error) {
     if (!(error instanceof ConnectError)) throw error;
-    throw new CliError(error.message, { cause: error });
+    // An alert is the server's verdict on us (our client certificate, with
+    // TLS 1.2), not a fault found in its certificate.
+    const alert = describeTlsAlert(error.cause);
+    throw new CliError(
+      alert === undefined
+        ? error.message
+        : `Cannot connect to ${where}: ${alert}`,
+      { cause: error },
+    );
   }
 
   const received: string[] = [];

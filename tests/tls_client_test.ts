@@ -141,18 +141,19 @@ const TEST_SERVER_SH = 'echo Test Server; read a; echo "got $a"; read b';
 /**
  * `socat OPENSSL-LISTEN` on a free port with certificate `cert` (a name in
  * tests/fixtures/tls), `fork`ing `target` for each connection; `verify`
- * asks for a client certificate from our CA.
+ * asks for a client certificate from our CA; `extra` adds address options.
  */
 async function socatTls(
   cert: string,
   target: string,
   verify = false,
+  extra = "",
 ): Promise<{ port: number } & AsyncDisposable> {
   const port = freePort();
   const peer = new Peer("socat", [
     `OPENSSL-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork,` +
     `cert=${TLS}${cert}.pem,key=${TLS}${cert}.key,` +
-    (verify ? `cafile=${TLS}ca.pem,verify=1` : "verify=0"),
+    (verify ? `cafile=${TLS}ca.pem,verify=1` : "verify=0") + extra,
     target,
   ]);
   await acceptsTcp(port, peer);
@@ -276,6 +277,29 @@ Deno.test({
         `${TLS}rogue.key`,
       ]),
       /: the server refused the TLS session \(alert UnknownCA\): it does not trust the CA of our client certificate$/m,
+    );
+    // With TLS 1.2 the refusal ends the handshake: the server's alert is the
+    // cause, not a fault of its certificate.
+    await using tls12 = await socatTls(
+      "server",
+      "EXEC:cat",
+      true,
+      ",openssl-max-proto-version=TLS1.2",
+    );
+    const old = ["--port", String(tls12.port), "--tls", "--ca", `${TLS}ca.pem`];
+    assertFailure(
+      await client(old),
+      /^error: Cannot connect to 127\.0\.0\.1:\d+: the server refused the TLS session \(alert HandshakeFailure\): it accepts nothing we offered \(it may require a client certificate: --cert and --key\)$/m,
+    );
+    assertFailure(
+      await client([
+        ...old,
+        "--cert",
+        `${TLS}rogue.pem`,
+        "--key",
+        `${TLS}rogue.key`,
+      ]),
+      /^error: Cannot connect to 127\.0\.0\.1:\d+: the server refused the TLS session \(alert UnknownCA\)/m,
     );
   },
 });

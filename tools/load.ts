@@ -577,7 +577,13 @@ function recordFailure(run: Run, flow: Flow, error: unknown): void {
  * reads a certificate failure.
  */
 function describeConnectError(error: unknown): string {
-  if (error instanceof ConnectError) return error.reason;
+  // An alert is the server's verdict on us (a client certificate refused
+  // with TLS 1.2), not a fault found in its certificate.
+  if (error instanceof ConnectError) {
+    return describeTlsAlert(error.cause) ?? error.reason;
+  }
+  const alert = describeTlsAlert(error);
+  if (alert !== undefined) return alert;
   const e = error as { code?: unknown; host?: unknown } | null;
   if (e?.code === "ERR_TLS_CERT_ALTNAME_INVALID") {
     return `certificate is not valid for "${e.host}"; connect by a name it ` +
@@ -1464,7 +1470,8 @@ const SPEC: CommandSpec = {
       type: "string",
       default: "5",
       arg: "SECONDS",
-      description: "Give up on a connect after this long.",
+      description:
+        "Give up on a connect (with its TLS handshake) after this long.",
     },
     "drain-timeout": {
       type: "string",
