@@ -160,11 +160,23 @@ async function socatTls(
   return { port, [Symbol.asyncDispose]: () => peer[Symbol.asyncDispose]() };
 }
 
+/**
+ * Runs `command` and returns its stdout, trimmed. The directory of a Unix
+ * socket is made and removed this way: the test task grants this process
+ * `--allow-write=dist` only.
+ */
+async function sh(command: string, ...args: string[]): Promise<string> {
+  const out = await new Deno.Command(command, { args, stderr: "inherit" })
+    .output();
+  assert.equal(out.code, 0, `${command} ${args.join(" ")}`);
+  return new TextDecoder().decode(out.stdout).trim();
+}
+
 /** `socat UNIX-LISTEN` at a fresh path, `fork`ing `target`. */
 async function socatUnix(
   target: string,
 ): Promise<{ path: string; perms: string[] } & AsyncDisposable> {
-  const dir = await Deno.makeTempDir();
+  const dir = await sh("mktemp", "-d");
   const path = `${dir}/peer.sock`;
   const peer = new Peer("socat", [`UNIX-LISTEN:${path},fork`, target]);
   await acceptsUnix(path, peer);
@@ -178,7 +190,7 @@ async function socatUnix(
     ],
     async [Symbol.asyncDispose]() {
       await peer[Symbol.asyncDispose]();
-      await Deno.remove(dir, { recursive: true });
+      await sh("rm", "-r", dir);
     },
   };
 }
