@@ -834,56 +834,112 @@ function checkEndpointOptions(
 }
 
 /**
- * Reads a server's endpoint and access lists from parsed command-line values
- * ({@linkcode SERVER_ENDPOINT_OPTIONS}), reading certificate files.
+ * Where and how a server listens, and who may connect: the options every
+ * server of this package takes, as a library caller passes them.
+ */
+export interface ServerEndpointOptions {
+  /** Address to bind. Default `127.0.0.1`. */
+  hostname?: string;
+  /** Port to bind; 0 picks a free one. */
+  port?: number;
+  /** Listen on a Unix socket at this path instead of TCP. */
+  unix?: string;
+  /** Speak TLS with this certificate and key. */
+  tls?: TlsServerOptions;
+  /** Only these may connect: addresses and CIDR prefixes, comma-separated. */
+  allow?: string;
+  /** These may not connect: addresses and CIDR prefixes, comma-separated. */
+  deny?: string;
+}
+
+/**
+ * The endpoint a server's options describe (`port` defaults to
+ * `defaultPort`).
+ *
+ * @throws {RangeError} If `allow` or `deny` is given with `unix`, or TLS
+ * with `unix`.
+ */
+export function listenEndpoint(
+  options: ServerEndpointOptions & { reusePort?: boolean },
+  defaultPort: number,
+): ListenEndpoint {
+  if (options.unix !== undefined) {
+    if (options.tls !== undefined) {
+      throw new RangeError(
+        "Cannot use tls with unix: Deno's TLS runs over TCP only",
+      );
+    }
+    if (options.allow !== undefined || options.deny !== undefined) {
+      throw new RangeError(
+        "Cannot use allow or deny with unix: they take IP addresses",
+      );
+    }
+    return { transport: "unix", path: options.unix };
+  }
+  const hostname = options.hostname ?? "127.0.0.1";
+  const port = options.port ?? defaultPort;
+  const reusePort = options.reusePort ? { reusePort: true } : {};
+  return options.tls === undefined
+    ? { transport: "tcp", hostname, port, ...reusePort }
+    : { transport: "tls", hostname, port, ...reusePort, tls: options.tls };
+}
+
+/**
+ * The access lists a server's options give.
+ *
+ * @throws {UsageError} Quoting an entry that is not an address or prefix.
+ */
+export function accessControl(options: ServerEndpointOptions): AccessControl {
+  const access: AccessControl = {};
+  if (options.allow !== undefined) {
+    access.allow = AccessList.parse(options.allow, "--allow");
+  }
+  if (options.deny !== undefined) {
+    access.deny = AccessList.parse(options.deny, "--deny");
+  }
+  return access;
+}
+
+/**
+ * Reads a server's endpoint options from parsed command-line values
+ * ({@linkcode SERVER_ENDPOINT_OPTIONS}), reading certificate files and
+ * checking the access lists.
  *
  * @throws {UsageError} On a bad value or a combination that does not go.
  * @throws {CliError} If a certificate or key file cannot be read.
  */
 export async function parseServerEndpoint(
   values: Record<string, unknown>,
-  options: { reusePort?: boolean } = {},
-): Promise<{ endpoint: ListenEndpoint; access: AccessControl }> {
+): Promise<ServerEndpointOptions> {
   checkEndpointOptions(values, "server");
-  const access: AccessControl = {};
+  const result: ServerEndpointOptions = {};
   for (const name of ["allow", "deny"] as const) {
     const given = values[name] as string[] | undefined;
     if (given === undefined || given.length === 0) continue;
-    access[name] = AccessList.parse(given.join(","), `--${name}`);
+    result[name] = given.join(",");
+    AccessList.parse(result[name], `--${name}`);
   }
   if (values.unix !== undefined) {
-    if (access.allow || access.deny) {
+    if (result.allow !== undefined || result.deny !== undefined) {
       throw new UsageError(
         "--allow and --deny take IP addresses: they do not apply to --unix",
       );
     }
-    return {
-      endpoint: { transport: "unix", path: String(values.unix) },
-      access,
-    };
+    return { ...result, unix: String(values.unix) };
   }
-  const hostname = parseHost(values.hostname, "--hostname");
-  const port = parsePort(values.port);
-  const reusePort = options.reusePort ? { reusePort: true } : {};
-  if (values.tls !== true) {
-    return {
-      endpoint: { transport: "tcp", hostname, port, ...reusePort },
-      access,
-    };
-  }
+  result.hostname = parseHost(values.hostname, "--hostname");
+  result.port = parsePort(values.port);
+  if (values.tls !== true) return result;
   if (values.cert === undefined) {
     throw new UsageError("--tls needs --cert FILE and --key FILE");
   }
   const alpn = parseAlpn(values.alpn);
-  const tls: TlsServerOptions = {
+  result.tls = {
     cert: await readPem(String(values.cert), "--cert", "CERTIFICATE"),
     key: await readPem(String(values.key), "--key", "PRIVATE KEY"),
     ...(alpn ? { alpn } : {}),
   };
-  return {
-    endpoint: { transport: "tls", hostname, port, ...reusePort, tls },
-    access,
-  };
+  return result;
 }
 
 /**

@@ -31,7 +31,7 @@ async function conversation(): Promise<void> {
   section(
     "Test Server and Test Client (servers/sequential.ts, clients/client.ts)",
   );
-  await using server = serveSequential({
+  await using server = await serveSequential({
     port: 0,
     once: true,
     log: (line) => console.log(`server | ${line}`),

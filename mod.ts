@@ -7,7 +7,7 @@
  * ```ts
  * import { runTestClient, serveSequential } from "./mod.ts";
  *
- * await using server = serveSequential({ port: 0, log: () => {} });
+ * await using server = await serveSequential({ port: 0, log: () => {} });
  * const lines = await runTestClient({ port: server.addr.port, log: () => {} });
  * console.log(lines); // ["Test Server", "Say Goodbye"]
  * ```

@@ -28,6 +28,7 @@ import {
   shutdownSignal,
   sleep,
 } from "../_cli.ts";
+import { Acceptor } from "../_net.ts";
 
 /** Options shared by the echo servers. */
 export interface EchoServerOptions {
@@ -86,8 +87,12 @@ export interface EchoStats {
    * in flight counts in full): echo that was owed and lost.
    */
   bytesUnechoed: number;
-  /** Failed `accept()` calls (EMFILE and the like). */
+  /** Failed `accept()` calls that backed off (EMFILE and the like). */
   acceptErrors: number;
+  /** Connections gone before they were accepted (reset in the backlog). */
+  acceptAborted: number;
+  /** Connections refused by `--allow`/`--deny`, closed at accept. */
+  denied: number;
   /**
    * Bytes read and not yet written back, now, over all connections (engines
    * that track it: the select server).
@@ -276,26 +281,17 @@ export function runEchoServer(
     : undefined;
 
   async function acceptLoop(): Promise<void> {
-    // Back-off after a failed accept (EMFILE above all, denoland/deno#10148):
-    // retrying at once would spin; mini-redis doubles from 1 s, but a full
-    // second is long for a test server, so start at 100 ms, cap at 5 s.
-    let backoff = 100;
+    // One loop for every server (_net.ts): a connection lost before it was
+    // accepted costs only itself, EMFILE and the like back off.
+    const acceptor = new Acceptor(listener, {
+      signal: stopping.signal,
+      log: core.log,
+      counters: core.stats,
+    });
     let burst = 0; // connections rejected since the cap was last reached
-    while (!stopping.signal.aborted) {
-      let conn: Deno.TcpConn;
-      try {
-        conn = await listener.accept();
-      } catch (error) {
-        if (stopping.signal.aborted || isClosed(error)) return;
-        core.stats.acceptErrors++;
-        core.log(
-          `accept failed: ${describeError(error)}; retry in ${backoff} ms`,
-        );
-        await sleep(backoff, stopping.signal);
-        backoff = Math.min(backoff * 2, 5_000);
-        continue;
-      }
-      backoff = 100;
+    for (;;) {
+      const conn = await acceptor.accept();
+      if (conn === undefined) return;
       if (!core.admit(maxConnections)) {
         // The notes warn past 63 sockets; here the cap is a setting and the
         // warning comes once per burst of rejections, not once per socket.
@@ -398,7 +394,8 @@ export function formatStats(stats: EchoStats): string {
     `echoed, ${stats.errors} errors, ${stats.rejected} rejected over the ` +
     `cap, ${stats.idleClosed} closed idle, ${stats.graceClosed} cut by ` +
     `--grace (${stats.bytesUnechoed} bytes unechoed), ` +
-    `${stats.acceptErrors} accept errors${threads}`;
+    `${stats.acceptErrors} accept errors, ${stats.acceptAborted} gone ` +
+    `before accept, ${stats.denied} denied${threads}`;
 }
 
 /** Counters of a server that has done nothing yet. */
@@ -415,6 +412,8 @@ export function emptyStats(): EchoStats {
     graceClosed: 0,
     bytesUnechoed: 0,
     acceptErrors: 0,
+    acceptAborted: 0,
+    denied: 0,
   };
 }
 
@@ -437,6 +436,8 @@ export function sumStats(list: EchoStats[]): EchoStats {
     total.graceClosed += s.graceClosed;
     total.bytesUnechoed += s.bytesUnechoed;
     total.acceptErrors += s.acceptErrors;
+    total.acceptAborted += s.acceptAborted;
+    total.denied += s.denied;
   }
   total.perThread = list.map((s) => ({ ...s }));
   return total;

@@ -534,3 +534,25 @@ export async function echoInChunks(
   await conn.closeWrite();
   return await reading;
 }
+
+/**
+ * Opens `count` connections to 127.0.0.1:`port` one after another and resets
+ * each as soon as it is established (SO_LINGER 0 through `node:net`'s
+ * `resetAndDestroy`), before a server has had time to accept it: the
+ * kernel's accept then hands the server a connection that is already gone.
+ */
+export async function resetBurst(port: number, count: number): Promise<void> {
+  const net = await import("node:net");
+  for (let i = 0; i < count; i++) {
+    await new Promise<void>((resolve, reject) => {
+      const socket = net.connect(port, "127.0.0.1", () => {
+        socket.resetAndDestroy();
+      });
+      socket.once("close", () => resolve());
+      socket.once("error", (error: NodeJS.ErrnoException) => {
+        if (error.code === "ECONNRESET") resolve();
+        else reject(error);
+      });
+    });
+  }
+}

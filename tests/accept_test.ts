@@ -104,7 +104,7 @@ Deno.test("completion_echo.ts --threads 2 goes on accepting at once after a burs
 
 Deno.test("Test Server survives a queued client that resets before it is accepted", async () => {
   const warnings: string[] = [];
-  await using server = serveSequential({
+  await using server = await serveSequential({
     port: 0,
     log: () => {},
     warn: (line) => warnings.push(line),

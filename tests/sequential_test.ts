@@ -6,7 +6,7 @@ import { readLine, Running, runScript, writeAll } from "./_helpers.ts";
 const encoder = new TextEncoder();
 
 /** A Test Server on a free port that records its transcript and warnings. */
-function recordingServer(
+async function recordingServer(
   options: { timeout?: number; deadline?: number } = {},
 ) {
   const transcript: string[] = [];
@@ -21,7 +21,7 @@ function recordingServer(
       }
     }
   };
-  const server = serveSequential({
+  const server = await serveSequential({
     port: 0,
     log: note(transcript),
     warn: note(warnings),
@@ -38,7 +38,7 @@ function recordingServer(
 }
 
 Deno.test("Test Server and Test Client hold the notes' conversation", async () => {
-  const { server, transcript, seen } = recordingServer();
+  const { server, transcript, seen } = await recordingServer();
   await using _ = server;
   const clientLines: string[] = [];
   const got = await runTestClient({
@@ -81,7 +81,7 @@ Deno.test("Test Server and Test Client talk as subprocesses, server --once exits
 });
 
 Deno.test("Test Server reads a line sent in 1-byte writes", async () => {
-  const { server, transcript, seen } = recordingServer();
+  const { server, transcript, seen } = await recordingServer();
   await using _ = server;
   using conn = await Deno.connect({ port: server.addr.port });
   assert.equal(await readLine(conn), "Test Server");
@@ -101,7 +101,7 @@ Deno.test("Test Server reads a line sent in 1-byte writes", async () => {
 });
 
 Deno.test("Test Server keeps the second line when both arrive in one write", async () => {
-  const { server, transcript, seen } = recordingServer();
+  const { server, transcript, seen } = await recordingServer();
   await using _ = server;
   using conn = await Deno.connect({ port: server.addr.port });
   assert.equal(await readLine(conn), "Test Server");
@@ -116,7 +116,7 @@ Deno.test("Test Server keeps the second line when both arrive in one write", asy
 });
 
 Deno.test("Test Server closes a connection whose line exceeds 1000 bytes and goes on", async () => {
-  const { server, warnings, seen } = recordingServer();
+  const { server, warnings, seen } = await recordingServer();
   await using _ = server;
   {
     using conn = await Deno.connect({ port: server.addr.port });
@@ -134,7 +134,7 @@ Deno.test("Test Server closes a connection whose line exceeds 1000 bytes and goe
 });
 
 Deno.test("Test Server accepts a line of exactly 1000 bytes with its newline", async () => {
-  const { server, transcript, seen } = recordingServer();
+  const { server, transcript, seen } = await recordingServer();
   await using _ = server;
   using conn = await Deno.connect({ port: server.addr.port });
   assert.equal(await readLine(conn), "Test Server");
@@ -149,7 +149,7 @@ Deno.test("Test Server accepts a line of exactly 1000 bytes with its newline", a
 });
 
 Deno.test("Test Server times out a silent client and serves the next one", async () => {
-  const { server, warnings, seen } = recordingServer({ timeout: 300 });
+  const { server, warnings, seen } = await recordingServer({ timeout: 300 });
   await using _ = server;
   using silent = await Deno.connect({ port: server.addr.port });
   assert.equal(await readLine(silent), "Test Server");
@@ -243,7 +243,7 @@ Deno.test("Test Client with a name that does not resolve: exit 1", async () => {
 });
 
 Deno.test("Test Client resolves a name through the system resolver", async () => {
-  const { server, seen } = recordingServer();
+  const { server, seen } = await recordingServer();
   await using _ = server;
   const lines: string[] = [];
   await runTestClient({
@@ -274,7 +274,7 @@ Deno.test("Test Client reports a server that closes before its greeting", async 
 Deno.test("Test Server cuts a trickling client at --deadline and serves the next one", async () => {
   // A byte every 100 ms keeps each 300 ms read timeout from expiring; only
   // the bound on the whole conversation ends it.
-  const { server, warnings, seen } = recordingServer({
+  const { server, warnings, seen } = await recordingServer({
     timeout: 300,
     deadline: 1_000,
   });
@@ -307,7 +307,7 @@ Deno.test("Test Server cuts a trickling client at --deadline and serves the next
 });
 
 Deno.test("Test Server logs a client's line with control characters escaped", async () => {
-  const { server, transcript, seen } = recordingServer();
+  const { server, transcript, seen } = await recordingServer();
   await using _ = server;
   using conn = await Deno.connect({ port: server.addr.port });
   assert.equal(await readLine(conn), "Test Server");
