@@ -669,7 +669,12 @@ function connectNode(
     }
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new Deno.errors.TimedOut(`timed out after ${timeout / 1000} s`));
+      reject(
+        new ConnectError(
+          formatEndpoint(endpoint),
+          `timed out after ${timeout / 1000} s`,
+        ),
+      );
     }, timeout);
     const onError = (error: Error) => {
       clearTimeout(timer);
@@ -1151,13 +1156,11 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
       }
       const start = performance.now();
       try {
-        adopt(
-          i,
-          engine === "net"
-            ? await connectNode(endpoint, connectTimeout)
-            : await connect(endpoint, { timeout: connectTimeout }),
-        );
+        const conn = engine === "net"
+          ? await connectNode(endpoint, connectTimeout)
+          : await connect(endpoint, { timeout: connectTimeout });
         connectHistogram.record(performance.now() - start);
+        adopt(i, conn);
         tally.connected++;
         tally.everConnected++;
       } catch (error) {
