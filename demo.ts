@@ -90,7 +90,7 @@ async function main(args: string[]): Promise<number> {
   const results = [
     await underLoad(
       "select() echo server (servers/select_echo.ts), 50 connections for 1 s",
-      serveSelectEcho({ port: 0, log }),
+      await serveSelectEcho({ port: 0, log }),
     ),
     await underLoad(
       "I/O completion port echo server (servers/completion_echo.ts), 50 connections for 1 s",

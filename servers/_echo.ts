@@ -14,28 +14,32 @@
 import {
   type CommandSpec,
   describeError,
-  formatAddress,
   isClosed,
-  LISTEN_OPTIONS,
-  listenTcp,
   type OptionSpec,
   parseCommandLine,
-  parseHost,
   parseInteger,
-  parsePort,
   parseSeconds,
-  printListening,
   shutdownSignal,
   sleep,
 } from "../_cli.ts";
-import { Acceptor } from "../_net.ts";
+import {
+  Acceptor,
+  accessControl,
+  type Addr,
+  formatAddr,
+  parseServerEndpoint,
+  printListening,
+  SERVER_ENDPOINT_OPTIONS,
+  type ServerEndpointOptions,
+  TLS_LIMITS_HELP,
+} from "../_net.ts";
 
-/** Options shared by the echo servers. */
-export interface EchoServerOptions {
-  /** Address to bind. Default `127.0.0.1`. */
-  hostname?: string;
-  /** Port to bind; 0 picks a free one. Default 0. */
-  port?: number;
+/**
+ * Options shared by the echo servers: where to listen (TCP on 127.0.0.1 and
+ * a free port by default; `tls`, `unix`, `allow` and `deny` as the network
+ * layer takes them), then the server's own.
+ */
+export interface EchoServerOptions extends ServerEndpointOptions {
   /** Connections served at once; a new one past this is closed. Default 10000. */
   maxConnections?: number;
   /** Close a connection idle this many milliseconds; 0 is off. Default 0. */
@@ -107,10 +111,14 @@ export interface EchoStats {
   perThread?: EchoStats[];
 }
 
-/** A running echo server, as returned by `serveSelectEcho` and friends. */
-export interface EchoServer extends AsyncDisposable {
+/**
+ * A running echo server, as returned by `serveSelectEcho` and friends; `A`
+ * is its address type (TCP/TLS, or a Unix socket's path).
+ */
+export interface EchoServer<A extends Addr = Deno.NetAddr>
+  extends AsyncDisposable {
   /** The bound address (the real port when 0 was asked). */
-  readonly addr: Deno.NetAddr;
+  readonly addr: A;
   /** A snapshot of the counters. */
   stats(): EchoStats;
   /**
@@ -128,7 +136,7 @@ export interface Session {
   /** Sequence number, for logs. */
   readonly id: number;
   /** The connection. The engine owns its reads, writes and close. */
-  readonly conn: Deno.TcpConn;
+  readonly conn: Deno.Conn;
   /** `IP:PORT` of the peer, for logs. */
   readonly remote: string;
   /**
@@ -239,10 +247,10 @@ export class EchoCore {
  * The accept loop, cap, idle sweep, back-off and shutdown live here.
  */
 export function runEchoServer(
-  listener: Deno.TcpListener,
+  listener: Deno.Listener,
   options: EchoServerOptions,
   makeEngine: (core: EchoCore) => EchoEngine,
-): EchoServer {
+): EchoServer<Addr> {
   const maxConnections = options.maxConnections ?? 10_000;
   const idleTimeout = options.idleTimeout ?? 0;
   const grace = options.grace ?? 5_000;
@@ -253,7 +261,8 @@ export function runEchoServer(
   );
   const engine = makeEngine(core);
   const stopping = new AbortController();
-  const addr = listener.addr as Deno.NetAddr;
+  const addr = listener.addr as Addr;
+  const access = accessControl(options);
   let nextId = 1;
 
   // One sweep for all connections, not a timer per connection: 10,000 timers
@@ -287,6 +296,7 @@ export function runEchoServer(
       signal: stopping.signal,
       log: core.log,
       counters: core.stats,
+      access,
     });
     let burst = 0; // connections rejected since the cap was last reached
     for (;;) {
@@ -308,7 +318,7 @@ export function runEchoServer(
         core.log(`below the cap again after rejecting ${burst} connections`);
         burst = 0;
       }
-      const remote = formatAddress(conn.remoteAddr as Deno.NetAddr);
+      const remote = formatAddr(conn.remoteAddr as Addr);
       const session: Session = {
         id: nextId++,
         conn,
@@ -484,7 +494,7 @@ for ready sockets every turn and a smaller V8 young generation (README):
 
 /** The command-line options both echo servers take. */
 export const ECHO_OPTIONS: Record<string, OptionSpec> = {
-  ...LISTEN_OPTIONS,
+  ...SERVER_ENDPOINT_OPTIONS,
   "max-connections": {
     type: "string",
     default: "10000",
@@ -510,18 +520,23 @@ export const ECHO_OPTIONS: Record<string, OptionSpec> = {
   },
 };
 
-/** Reads the shared echo options out of parsed values. */
-export function parseEchoOptions(
+/**
+ * Reads the shared echo options out of parsed values: the endpoint (reading
+ * certificate files) and the server's limits.
+ */
+export async function parseEchoOptions(
   values: Record<string, unknown>,
-): Required<
-  Pick<
-    EchoServerOptions,
-    "hostname" | "port" | "maxConnections" | "idleTimeout" | "grace" | "verbose"
+): Promise<
+  & ServerEndpointOptions
+  & Required<
+    Pick<
+      EchoServerOptions,
+      "maxConnections" | "idleTimeout" | "grace" | "verbose"
+    >
   >
 > {
   return {
-    hostname: parseHost(values.hostname, "--hostname"),
-    port: parsePort(values.port),
+    ...await parseServerEndpoint(values),
     maxConnections: parseInteger(
       values["max-connections"],
       "--max-connections",
@@ -550,14 +565,15 @@ export async function echoServerMain(
   serve: (
     values: Record<string, unknown>,
     signal: AbortSignal,
-  ) => Promise<EchoServer> | EchoServer,
+  ) => Promise<EchoServer<Addr>>,
 ): Promise<number> {
   const parsed = parseCommandLine(args, {
     ...spec,
-    epilog: `${spec.epilog ?? ""}\n${ECHO_SIGNALS_HELP}`.trimStart(),
+    epilog: `${spec.epilog ?? ""}\n${ECHO_SIGNALS_HELP}\n${TLS_LIMITS_HELP}`
+      .trimStart(),
   });
   if (!parsed) return 0;
-  const running: { server?: EchoServer } = {}; // set once it is bound
+  const running: { server?: EchoServer<Addr> } = {}; // set once it is bound
   using shutdown = shutdownSignal({
     onForce() {
       if (!running.server) return;
@@ -575,4 +591,4 @@ export async function echoServerMain(
   return 0;
 }
 
-export { isClosed, listenTcp };
+export { isClosed };

@@ -35,7 +35,14 @@
  * @module
  */
 
-import { CliError, NOTES_PORT, parseInteger, runMain } from "../_cli.ts";
+import {
+  CliError,
+  NOTES_PORT,
+  parseInteger,
+  runMain,
+  UsageError,
+} from "../_cli.ts";
+import { type Addr, listen, listenEndpoint } from "../_net.ts";
 import {
   ECHO_OPTIONS,
   type EchoCore,
@@ -45,7 +52,6 @@ import {
   type EchoServerOptions,
   type EchoStats,
   isClosed,
-  listenTcp,
   manyConnectionsHelp,
   parseEchoOptions,
   runEchoServer,
@@ -1148,9 +1154,15 @@ type FromThread =
  * console.log(await server.close());
  * ```
  */
+export function serveCompletionEcho(
+  options: CompletionEchoOptions & { unix: string },
+): Promise<EchoServer<Deno.UnixAddr>>;
+export function serveCompletionEcho(
+  options?: CompletionEchoOptions,
+): Promise<EchoServer<Deno.NetAddr>>;
 export async function serveCompletionEcho(
   options: CompletionEchoOptions = {},
-): Promise<EchoServer> {
+): Promise<EchoServer<Addr>> {
   const workers = options.workers ?? 2;
   let threads = options.threads ?? 1;
   for (const [name, value] of [["workers", workers], ["threads", threads]]) {
@@ -1161,6 +1173,11 @@ export async function serveCompletionEcho(
     }
   }
   const log = options.log ?? ((line: string) => console.error(line));
+  if (threads > 1 && options.unix !== undefined) {
+    throw new RangeError(
+      `Cannot use threads "${threads}" with unix: threads share a TCP port (SO_REUSEPORT)`,
+    );
+  }
   if (threads > 1 && Deno.build.os !== "linux") {
     log(
       `--threads ${threads}: SO_REUSEPORT port sharing needs Linux; running 1 thread`,
@@ -1174,11 +1191,7 @@ export async function serveCompletionEcho(
   }
   if (threads > 1) checkWorkerReadable(threads);
   if (threads === 1) {
-    const listener = listenTcp({
-      hostname: options.hostname ?? "127.0.0.1",
-      port: options.port ?? 0,
-      reusePort: options.reusePort ?? false,
-    });
+    const listener = await listen(listenEndpoint(options, 0));
     return runEchoServer(
       listener,
       options,
@@ -1204,7 +1217,7 @@ async function serveThreads(
   workers: number,
   threads: number,
   log: (line: string) => void,
-): Promise<EchoServer> {
+): Promise<EchoServer<Addr>> {
   const shared = new Int32Array(new SharedArrayBuffer(4));
   const handles: ThreadHandle[] = [];
   const base = {
@@ -1214,6 +1227,11 @@ async function serveThreads(
     idleTimeout: options.idleTimeout,
     grace: options.grace,
     verbose: options.verbose,
+    // Every thread serves the same endpoint: TLS with the same certificate
+    // (PEM text clones into a Worker), the same access lists.
+    ...(options.tls ? { tls: options.tls } : {}),
+    ...(options.allow !== undefined ? { allow: options.allow } : {}),
+    ...(options.deny !== undefined ? { deny: options.deny } : {}),
     workers,
     reusePort: true,
     sharedActive: shared,
@@ -1391,7 +1409,14 @@ function checkWorkerReadable(threads: number): void {
   // A `deno compile` binary loads its Workers from the embedded modules,
   // under a `deno-compile-` path, with no read access needed.
   if (import.meta.url.includes("/deno-compile-")) return;
-  for (const module of ["./completion_echo.ts", "./_echo.ts", "../_cli.ts"]) {
+  const modules = [
+    "./completion_echo.ts",
+    "./_echo.ts",
+    "../_cli.ts",
+    "../_net.ts",
+    "../_access.ts",
+  ];
+  for (const module of modules) {
     const url = new URL(module, import.meta.url);
     if (url.protocol !== "file:") continue;
     const path = decodeURIComponent(url.pathname);
@@ -1454,10 +1479,15 @@ every connection finish its echo (within --grace) and prints the stats.`,
  * servers/completion_echo.ts [options]`. Returns the exit code.
  */
 export function main(args: string[]): Promise<number> {
-  return echoServerMain(args, COMMAND, (values, signal) => {
-    const shared = parseEchoOptions(values);
+  return echoServerMain(args, COMMAND, async (values, signal) => {
+    const shared = await parseEchoOptions(values);
     const workers = parseInteger(values.workers, "--workers", 1, 1024);
     const threads = parseInteger(values.threads, "--threads", 1, 64);
+    if (threads > 1 && shared.unix !== undefined) {
+      throw new UsageError(
+        "--threads and --unix do not combine: threads share a TCP port",
+      );
+    }
     return serveCompletionEcho({ ...shared, workers, threads, signal });
   });
 }

@@ -63,6 +63,7 @@
  */
 
 import { NOTES_PORT, parseInteger, runMain } from "../_cli.ts";
+import { type Addr, listen, listenEndpoint } from "../_net.ts";
 import {
   ECHO_OPTIONS,
   type EchoCore,
@@ -71,7 +72,6 @@ import {
   echoServerMain,
   type EchoServerOptions,
   isClosed,
-  listenTcp,
   manyConnectionsHelp,
   parseEchoOptions,
   runEchoServer,
@@ -755,9 +755,11 @@ export interface SelectEchoOptions extends EchoServerOptions {
  * data. Live stats include `bytesHeld` (read, not yet written back) and
  * `peakHeld` (the most one connection held at once).
  *
- * Requires `--allow-net`.
+ * Requires `--allow-net` (a Unix socket: `--allow-net=unix:PATH
+ * --allow-read=PATH --allow-write=PATH`).
  *
- * @param options Where to listen, limits, buffer size.
+ * @param options Where to listen (TCP, TLS, a Unix socket), limits, buffer
+ * size.
  * @returns The running server; `close()` drains it and gives final stats.
  * @throws {RangeError} If `bufferSize` is not a whole number from 1 to 64 MiB.
  * @throws {CliError} If the address cannot be bound.
@@ -765,22 +767,27 @@ export interface SelectEchoOptions extends EchoServerOptions {
  * @example
  * ```ts
  * import { serveSelectEcho } from "./select_echo.ts";
- * const server = serveSelectEcho({ port: 0, bufferSize: 4096, log: () => {} });
+ * const server = await serveSelectEcho({ port: 0, bufferSize: 4096, log: () => {} });
  * console.log(server.addr.port > 0); // true
  * console.log((await server.close()).accepted); // 0
  * ```
  */
-export function serveSelectEcho(options: SelectEchoOptions = {}): EchoServer {
+export function serveSelectEcho(
+  options: SelectEchoOptions & { unix: string },
+): Promise<EchoServer<Deno.UnixAddr>>;
+export function serveSelectEcho(
+  options?: SelectEchoOptions,
+): Promise<EchoServer<Deno.NetAddr>>;
+export async function serveSelectEcho(
+  options: SelectEchoOptions = {},
+): Promise<EchoServer<Addr>> {
   const size = options.bufferSize ?? DEFAULT_BUFFER_SIZE;
   if (!Number.isSafeInteger(size) || size < 1 || size > MAX_BUFFER_SIZE) {
     throw new RangeError(
       `Cannot use bufferSize "${size}": expected a whole number from 1 to ${MAX_BUFFER_SIZE}`,
     );
   }
-  const listener = listenTcp({
-    hostname: options.hostname ?? "127.0.0.1",
-    port: options.port ?? 0,
-  });
+  const listener = await listen(listenEndpoint(options, 0));
   return runEchoServer(
     listener,
     options,
@@ -822,8 +829,8 @@ back what each connection has read (within --grace) and prints the stats.`,
  * Returns the exit code.
  */
 export function main(args: string[]): Promise<number> {
-  return echoServerMain(args, COMMAND, (values, signal) => {
-    const shared = parseEchoOptions(values);
+  return echoServerMain(args, COMMAND, async (values, signal) => {
+    const shared = await parseEchoOptions(values);
     const bufferSize = parseInteger(
       values.buffer,
       "--buffer",

@@ -133,9 +133,61 @@ const CLIENT_ENDPOINT_ROWS: Record<string, Row[]> = {
   ],
 };
 
+/**
+ * Rows of the endpoint options every server shares (SERVER_ENDPOINT_OPTIONS
+ * of _net.ts): where to listen, TLS without its certificate or key, TLS
+ * options without --tls, --tls with --unix, and bad access lists (quoted).
+ */
+const SERVER_ENDPOINT_ROWS: Record<string, Row[]> = {
+  hostname: hostRows("--hostname"),
+  port: portRows("--port"),
+  unix: [
+    {
+      args: ["--unix="],
+      says: /Cannot parse --unix "": expected a socket path/,
+    },
+    {
+      args: ["--unix", "/tmp/x.sock", "--tls", "--cert", "a", "--key", "b"],
+      says: /do not combine/,
+    },
+  ],
+  tls: [
+    ...flagRows("--tls"),
+    { args: ["--tls"], says: /--tls needs --cert FILE and --key FILE/ },
+  ],
+  cert: [
+    { args: ["--cert", "a.pem", "--key", "a.key"], says: /--cert needs --tls/ },
+    { args: ["--tls", "--cert", "a.pem"], says: /--cert needs --key/ },
+  ],
+  key: [{ args: ["--tls", "--key", "a.key"], says: /--key needs --cert/ }],
+  alpn: [
+    { args: ["--alpn", "h2"], says: /--alpn needs --tls/ },
+    {
+      args: ["--tls", "--cert", "a", "--key", "b", "--alpn", "h2,"],
+      says: /expected protocol names/,
+    },
+  ],
+  allow: [
+    { args: ["--allow", "10.0.0.0/33"], says: /entry "10\.0\.0\.0\/33"/ },
+    {
+      args: ["--allow", "127.0.0.1,example.com"],
+      says: /entry "example\.com"/,
+    },
+    { args: ["--allow", "::1/129"], says: /entry "::1\/129"/ },
+    {
+      args: ["--allow", "127.0.0.1", "--unix", "/tmp/x.sock"],
+      says: /do not apply to --unix/,
+    },
+  ],
+  deny: [
+    { args: ["--deny", "1::2::3"], says: /entry "1::2::3"/ },
+    { args: ["--deny", ""], says: /entry ""/ },
+  ],
+};
+
 /** Rows of the options both echo servers share (servers/_echo.ts). */
 const ECHO_ROWS: Record<string, Row[]> = {
-  hostname: hostRows("--hostname"),
+  ...SERVER_ENDPOINT_ROWS,
   port: [...portRows("--port"), { args: ["-p", "-1"], says: PORT_RANGE }],
   "max-connections": countRows("--max-connections", 1),
   "idle-timeout": durationRows("--idle-timeout"),
@@ -151,8 +203,7 @@ const TABLE: Record<string, ScriptRows> = {
     perms: SCRIPT_PERMISSIONS["servers/sequential.ts"]!,
     base: SERVER_BASE,
     options: {
-      hostname: hostRows("--hostname"),
-      port: portRows("--port"),
+      ...SERVER_ENDPOINT_ROWS,
       timeout: durationRows("--timeout"),
       deadline: durationRows("--deadline"),
       once: flagRows("--once"),
@@ -175,7 +226,13 @@ const TABLE: Record<string, ScriptRows> = {
     options: {
       ...ECHO_ROWS,
       workers: countRows("--workers", 1, 1024),
-      threads: countRows("--threads", 1, 64),
+      threads: [
+        ...countRows("--threads", 1, 64),
+        {
+          args: ["--threads", "2", "--unix", "/tmp/x.sock"],
+          says: /--threads and --unix do not combine/,
+        },
+      ],
     },
   },
   "clients/client.ts": {

@@ -32,11 +32,11 @@ import {
 const SCRIPT = "servers/select_echo.ts";
 
 /** A select echo server on a free port that records its log. */
-function server(
+async function server(
   options: SelectEchoOptions = {},
-): { server: EchoServer; log: string[]; stats: () => EchoStats } {
+): Promise<{ server: EchoServer; log: string[]; stats: () => EchoStats }> {
   const log: string[] = [];
-  const s = serveSelectEcho({
+  const s = await serveSelectEcho({
     port: 0,
     log: (line) => log.push(line),
     ...options,
@@ -315,7 +315,7 @@ Deno.test("Selector with 1,000 idle connections: 10,000 events never arm more th
 // ---------------------------------------------------------------------------
 
 Deno.test("SelectEchoServer echoes random data sent in random chunks over 200 concurrent connections", async () => {
-  const { server: s, stats } = server();
+  const { server: s, stats } = await server();
   await using _ = s;
   const seed = 0x5e1ec7;
   const next = pseudoRandom(seed);
@@ -344,7 +344,7 @@ Deno.test("SelectEchoServer echoes random data sent in random chunks over 200 co
 });
 
 Deno.test("SelectEchoServer streams 10 MiB through a 1024-byte buffer", async () => {
-  const { server: s, stats } = server({ bufferSize: 1024 });
+  const { server: s, stats } = await server({ bufferSize: 1024 });
   await using _ = s;
   const data = randomBytes(10 * 1024 * 1024, pseudoRandom(10));
   using conn = await Deno.connect({ port: s.addr.port });
@@ -363,7 +363,7 @@ Deno.test("SelectEchoServer streams 10 MiB through a 1024-byte buffer", async ()
 });
 
 Deno.test("SelectEchoServer echoes after the client half-closes, then closes", async () => {
-  const { server: s, stats } = server({ verbose: true });
+  const { server: s, stats } = await server({ verbose: true });
   await using _ = s;
   using conn = await Deno.connect({ port: s.addr.port });
   // More than the buffer, all sent before the FIN: the server must write it
@@ -381,7 +381,7 @@ Deno.test("SelectEchoServer echoes after the client half-closes, then closes", a
 
 Deno.test("SelectEchoServer holds at most --buffer bytes for a client that does not read, and loses none", async () => {
   const size = 1024;
-  const { server: s, stats } = server({ bufferSize: size });
+  const { server: s, stats } = await server({ bufferSize: size });
   await using _ = s;
   using conn = await Deno.connect({ port: s.addr.port });
   const next = pseudoRandom(77);
@@ -423,7 +423,7 @@ Deno.test("SelectEchoServer holds at most --buffer bytes for a client that does 
 });
 
 Deno.test("SelectEchoServer closes connections past --max-connections, warns once per burst, serves the others", async () => {
-  const { server: s, log, stats } = server({ maxConnections: 2 });
+  const { server: s, log, stats } = await server({ maxConnections: 2 });
   await using _ = s;
   const port = s.addr.port;
   const a = await Deno.connect({ port });
@@ -459,7 +459,7 @@ Deno.test("SelectEchoServer closes connections past --max-connections, warns onc
 });
 
 Deno.test("SelectEchoServer closes a connection idle past --idle-timeout", async () => {
-  const { server: s, stats } = server({ idleTimeout: 300 });
+  const { server: s, stats } = await server({ idleTimeout: 300 });
   await using _ = s;
   using conn = await Deno.connect({ port: s.addr.port });
   await writeAll(conn, new Uint8Array([1, 2, 3]));
@@ -476,7 +476,7 @@ Deno.test("SelectEchoServer closes a connection idle past --idle-timeout", async
 });
 
 Deno.test("SelectEchoServer: a reset mid-stream closes that connection only, logged; the next client is served", async () => {
-  const { server: s, log, stats } = server();
+  const { server: s, log, stats } = await server();
   await using _ = s;
   using steady = await Deno.connect({ port: s.addr.port });
   await writeAll(steady, new Uint8Array([1]));
@@ -511,7 +511,7 @@ Deno.test("SelectEchoServer: a reset mid-stream closes that connection only, log
 });
 
 Deno.test("SelectEchoServer: a client that never reads is cut off when --grace ends", async () => {
-  const { server: s, log, stats } = server({ grace: 300 });
+  const { server: s, log, stats } = await server({ grace: 300 });
   using conn = await Deno.connect({ port: s.addr.port });
   const flood = randomBytes(64 * 1024, pseudoRandom(5));
   let stop = false;
@@ -543,7 +543,7 @@ Deno.test("SelectEchoServer: a client that never reads is cut off when --grace e
 Deno.test("SelectEchoServer close() drains, resolves with the final stats; await using works", async () => {
   let stats: EchoStats;
   {
-    await using s = serveSelectEcho({ port: 0, log: () => {} });
+    await using s = await serveSelectEcho({ port: 0, log: () => {} });
     using conn = await Deno.connect({ port: s.addr.port });
     await writeAll(conn, new Uint8Array([1, 2]));
     const back = new Uint8Array(2);
@@ -560,8 +560,8 @@ Deno.test("SelectEchoServer close() drains, resolves with the final stats; await
   assert.equal(stats.accepted, 1);
   assert.equal(stats.bytesEchoed, 2);
   assert.equal(stats.active, 0);
-  assert.throws(() => serveSelectEcho({ bufferSize: 0 }), RangeError);
-  assert.throws(() => serveSelectEcho({ bufferSize: 1.5 }), RangeError);
+  await assert.rejects(serveSelectEcho({ bufferSize: 0 }), RangeError);
+  await assert.rejects(serveSelectEcho({ bufferSize: 1.5 }), RangeError);
 });
 
 // ---------------------------------------------------------------------------
