@@ -13,6 +13,7 @@ import { type AccessControl, AccessList, admits } from "./_access.ts";
 import {
   CliError,
   describeError,
+  isPeerGone,
   NOTES_PORT,
   type OptionSpec,
   parseHost,
@@ -1059,4 +1060,32 @@ export function describeTlsAlert(error: unknown): string | undefined {
   return `the server refused the TLS session (alert ${alert})${
     hint ? `: ${hint}` : ""
   }`;
+}
+
+/**
+ * The one-line cause of a TLS handshake the server hung up on (reset or
+ * closed, no alert read: it sent none, or our next write met the reset
+ * first), or `undefined` if `error` is not that. Only for a
+ * {@linkcode ConnectError}'s cause over TLS: after the handshake a reset is
+ * only a reset.
+ *
+ * @param error The cause of a failed TLS connect.
+ * @returns The cause, as `the server closed the connection during the TLS
+ * handshake (...)`.
+ *
+ * @example
+ * ```ts
+ * import { describeTlsHangup } from "./_net.ts";
+ *
+ * console.log(describeTlsHangup(new Deno.errors.BrokenPipe("Broken pipe")));
+ * ```
+ */
+export function describeTlsHangup(error: unknown): string | undefined {
+  const message = error instanceof Error ? error.message : String(error);
+  if (
+    !isPeerGone(error) &&
+    !/unexpected ?eof|peer closed connection/i.test(message)
+  ) return undefined;
+  return "the server closed the connection during the TLS handshake (it " +
+    "may require a client certificate, --cert and --key, or not speak TLS)";
 }

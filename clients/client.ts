@@ -45,6 +45,7 @@ import {
   type ConnectEndpoint,
   ConnectError,
   describeTlsAlert,
+  describeTlsHangup,
   formatEndpoint,
   parseClientEndpoint,
   TLS_LIMITS_HELP,
@@ -198,7 +199,10 @@ export async function runTestClient(
     if (!(error instanceof ConnectError)) throw error;
     // An alert is the server's verdict on us (our client certificate, with
     // TLS 1.2), not a fault found in its certificate.
-    const alert = describeTlsAlert(error.cause);
+    const alert = describeTlsAlert(error.cause) ??
+      (endpoint.transport === "tls"
+        ? describeTlsHangup(error.cause)
+        : undefined);
     throw new CliError(
       alert === undefined
         ? error.message

@@ -55,6 +55,7 @@ import {
   ConnectError,
   describeTlsAlert,
   describeTlsError,
+  describeTlsHangup,
   formatEndpoint,
   parseClientEndpoint,
   TLS_LIMITS_HELP,
@@ -576,13 +577,21 @@ function recordFailure(run: Run, flow: Flow, error: unknown): void {
  * or a `node:net` / `node:tls` error read as {@linkcode describeTlsError}
  * reads a certificate failure.
  */
-function describeConnectError(error: unknown): string {
+function describeConnectError(
+  endpoint: ConnectEndpoint,
+  error: unknown,
+): string {
   // An alert is the server's verdict on us (a client certificate refused
   // with TLS 1.2), not a fault found in its certificate.
   if (error instanceof ConnectError) {
-    return describeTlsAlert(error.cause) ?? error.reason;
+    return describeTlsAlert(error.cause) ??
+      (endpoint.transport === "tls"
+        ? describeTlsHangup(error.cause)
+        : undefined) ??
+      error.reason;
   }
-  const alert = describeTlsAlert(error);
+  const alert = describeTlsAlert(error) ??
+    (endpoint.transport === "tls" ? describeTlsHangup(error) : undefined);
   if (alert !== undefined) return alert;
   const e = error as { code?: unknown; host?: unknown } | null;
   if (e?.code === "ERR_TLS_CERT_ALTNAME_INVALID") {
@@ -1166,7 +1175,9 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
       } catch (error) {
         tally.connectFailures++;
         tally.note(
-          `cannot connect to ${target}: ${describeConnectError(error)}`,
+          `cannot connect to ${target}: ${
+            describeConnectError(endpoint, error)
+          }`,
         );
       }
     }
