@@ -1065,22 +1065,9 @@ export function describeTlsAlert(error: unknown): string | undefined {
 /**
  * The one-line cause of a TLS handshake the server hung up on (reset or
  * closed, no alert read: it sent none, or our next write met the reset
- * first), or `undefined` if `error` is not that. Only for a
- * {@linkcode ConnectError}'s cause over TLS: after the handshake a reset is
- * only a reset.
- *
- * @param error The cause of a failed TLS connect.
- * @returns The cause, as `the server closed the connection during the TLS
- * handshake (...)`.
- *
- * @example
- * ```ts
- * import { describeTlsHangup } from "./_net.ts";
- *
- * console.log(describeTlsHangup(new Deno.errors.BrokenPipe("Broken pipe")));
- * ```
+ * first), or `undefined` if `error` is not that.
  */
-export function describeTlsHangup(error: unknown): string | undefined {
+function describeTlsHangup(error: unknown): string | undefined {
   const message = error instanceof Error ? error.message : String(error);
   if (
     !isPeerGone(error) &&
@@ -1088,4 +1075,42 @@ export function describeTlsHangup(error: unknown): string | undefined {
   ) return undefined;
   return "the server closed the connection during the TLS handshake (it " +
     "may require a client certificate, --cert and --key, or not speak TLS)";
+}
+
+/** A peer whose answer to our ClientHello is not TLS, or `undefined`. */
+function describeNotTls(error: unknown): string | undefined {
+  const message = error instanceof Error ? error.message : String(error);
+  if (/got ClientHello when expecting/.test(message)) {
+    return "the server sent our ClientHello back: it does not speak TLS " +
+      "(an echo server without --tls?)";
+  }
+  if (/InvalidContentType|wrong version number/.test(message)) {
+    return "the server does not speak TLS (what it sent is no TLS record)";
+  }
+  return undefined;
+}
+
+/**
+ * The one-line cause of a failed TLS connect as the client sees the server
+ * refuse it, or `undefined` when the cause is the client's own finding
+ * (then {@linkcode ConnectError}'s `reason` says it): the server's alert
+ * ({@linkcode describeTlsAlert}), a hang-up during the handshake, or a
+ * server that does not speak TLS. For the cause of a `ConnectError` over
+ * TLS, or a `node:tls` connect error; after the handshake a reset is only a
+ * reset.
+ *
+ * @param error The cause of a failed TLS connect.
+ * @returns The cause, as `the server closed the connection during the TLS
+ * handshake (...)`, or `undefined`.
+ *
+ * @example
+ * ```ts
+ * import { describeTlsConnectFailure } from "./_net.ts";
+ *
+ * console.log(describeTlsConnectFailure(new Deno.errors.BrokenPipe("Broken pipe")));
+ * ```
+ */
+export function describeTlsConnectFailure(error: unknown): string | undefined {
+  return describeTlsAlert(error) ?? describeTlsHangup(error) ??
+    describeNotTls(error);
 }

@@ -45,7 +45,7 @@ import {
   type ConnectEndpoint,
   ConnectError,
   describeTlsAlert,
-  describeTlsHangup,
+  describeTlsConnectFailure,
   formatEndpoint,
   parseClientEndpoint,
   TLS_LIMITS_HELP,
@@ -197,16 +197,15 @@ export async function runTestClient(
     conn = await connect(endpoint, { timeout });
   } catch (error) {
     if (!(error instanceof ConnectError)) throw error;
-    // An alert is the server's verdict on us (our client certificate, with
-    // TLS 1.2), not a fault found in its certificate.
-    const alert = describeTlsAlert(error.cause) ??
-      (endpoint.transport === "tls"
-        ? describeTlsHangup(error.cause)
-        : undefined);
+    // The server's refusal (an alert on our client certificate, with TLS
+    // 1.2; a hang-up; no TLS at all) says more than the error's reading.
+    const refused = endpoint.transport === "tls"
+      ? describeTlsConnectFailure(error.cause)
+      : undefined;
     throw new CliError(
-      alert === undefined
+      refused === undefined
         ? error.message
-        : `Cannot connect to ${where}: ${alert}`,
+        : `Cannot connect to ${where}: ${refused}`,
       { cause: error },
     );
   }

@@ -266,15 +266,12 @@ Deno.test({
       true,
     );
     const tls = ["--port", String(peer.port), "--tls", "--ca", `${TLS}ca.pem`];
+    const mine = ["--cert", `${TLS}client.pem`, "--key", `${TLS}client.key`];
+    assertConversation(await client([...tls, ...mine]), "127.0.0.1");
+    // By name: connectTls verifies the name and still sends the certificate.
     assertConversation(
-      await client([
-        ...tls,
-        "--cert",
-        `${TLS}client.pem`,
-        "--key",
-        `${TLS}client.key`,
-      ]),
-      "127.0.0.1",
+      await client(["--host", "localhost", ...tls, ...mine]),
+      "localhost",
     );
     assertFailure(
       await client(tls),
@@ -378,6 +375,35 @@ Deno.test({
       ]),
       /^error: Cannot read --ca tests\/fixtures\/tls\/ca\.pem: .+ \(grant --allow-read=tests\/fixtures\/tls\/ca\.pem\)$/m,
     );
+  },
+});
+
+Deno.test({
+  name:
+    "Test Client --tls to a server that does not speak TLS: one line saying so",
+  ignore: !HAVE.socat,
+  async fn() {
+    for (
+      const [target, says] of [
+        [`SYSTEM:${TEST_SERVER_SH}`, /: the server does not speak TLS/],
+        ["EXEC:cat", /: the server sent our ClientHello back/],
+      ] as const
+    ) {
+      const port = freePort();
+      await using peer = new Peer("socat", [
+        `TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork`,
+        target,
+      ]);
+      await acceptsTcp(port, peer);
+      const out = await client([
+        "--port",
+        String(port),
+        "--tls",
+        "--ca",
+        `${TLS}ca.pem`,
+      ]);
+      assertFailure(out, says);
+    }
   },
 });
 

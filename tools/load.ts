@@ -54,8 +54,8 @@ import {
   type ConnectEndpoint,
   ConnectError,
   describeTlsAlert,
+  describeTlsConnectFailure,
   describeTlsError,
-  describeTlsHangup,
   formatEndpoint,
   parseClientEndpoint,
   TLS_LIMITS_HELP,
@@ -581,18 +581,15 @@ function describeConnectError(
   endpoint: ConnectEndpoint,
   error: unknown,
 ): string {
-  // An alert is the server's verdict on us (a client certificate refused
-  // with TLS 1.2), not a fault found in its certificate.
+  // The server's refusal (an alert on our client certificate, with TLS 1.2;
+  // a hang-up; no TLS at all) says more than the error's reading.
+  const tls = endpoint.transport === "tls";
   if (error instanceof ConnectError) {
-    return describeTlsAlert(error.cause) ??
-      (endpoint.transport === "tls"
-        ? describeTlsHangup(error.cause)
-        : undefined) ??
+    return (tls ? describeTlsConnectFailure(error.cause) : undefined) ??
       error.reason;
   }
-  const alert = describeTlsAlert(error) ??
-    (endpoint.transport === "tls" ? describeTlsHangup(error) : undefined);
-  if (alert !== undefined) return alert;
+  const refused = tls ? describeTlsConnectFailure(error) : undefined;
+  if (refused !== undefined) return refused;
   const e = error as { code?: unknown; host?: unknown } | null;
   if (e?.code === "ERR_TLS_CERT_ALTNAME_INVALID") {
     return `certificate is not valid for "${e.host}"; connect by a name it ` +
