@@ -1511,8 +1511,8 @@ a line a second otherwise. Ctrl-C (or SIGTERM, SIGHUP) ends the run early and
 still reports; a second one stops at once (exit 130).
 
 The connect phase (TCP connect, plus the TLS handshake with --tls) has its own
-percentiles and connects/s in the report; with --connect-rate and -c or
---idle large enough to last a while, connects/s is handshakes per second.
+percentiles and connects/s in the report: with --tls -c 0 --idle N, connects/s
+is handshakes per second; --connect-rate paces them.
 ${TLS_LIMITS_HELP}
 
 Examples:
@@ -1520,7 +1520,7 @@ Examples:
   deno run --allow-net=127.0.0.1 tools/load.ts -p 39304 --mode stream -s 16384 -c 10
   deno run --allow-net=127.0.0.1 tools/load.ts -p 39304 -c 50 --rate 1000 --json
   deno run --allow-net=localhost --allow-read=ca.pem tools/load.ts --host localhost -p 39304 --tls --ca ca.pem
-  deno run --allow-net=127.0.0.1 tools/load.ts -p 39304 --tls --ca ca.pem -c 0 --idle 2000 --connect-rate 500
+  deno run --allow-net=127.0.0.1 --allow-read=ca.pem tools/load.ts -p 39304 --tls --ca ca.pem -c 0 --idle 2000 --connect-rate 500
   deno run --allow-net=unix:/tmp/echo.sock --allow-read=/tmp/echo.sock --allow-write=/tmp/echo.sock tools/load.ts --unix /tmp/echo.sock`,
 };
 
