@@ -1,20 +1,31 @@
 /**
  * Baseline for `deno task bench`: the echo a Deno user writes by hand, one
  * `conn.read`/`conn.write` loop per connection with its own buffer. It is the
- * yardstick the bench's ratios are taken against.
+ * yardstick the bench's ratios are taken against. The same loop serves TCP,
+ * TLS (`Deno.listenTls`: the handshake happens in the first read) and a Unix
+ * socket, through the project's network layer (`_net.ts` `listen`).
  *
- * Usage: `deno run --allow-net=127.0.0.1 bench/_loop_echo.ts --port 0`;
- * prints `listening on HOST:PORT`, stops on SIGTERM or SIGINT.
+ * Usage: `deno run --allow-net=127.0.0.1 bench/_loop_echo.ts --port 0`, or
+ * with `--tls --cert FILE --key FILE` (and `--allow-read` of both), or with
+ * `--unix PATH` (and `--allow-net=unix:PATH --allow-read=PATH
+ * --allow-write=PATH`); prints `listening on HOST:PORT` (or the path), stops
+ * on SIGTERM or SIGINT.
  *
  * @module
  */
 
-import { listenTcp, parsePort, printListening, runMain } from "../_cli.ts";
+import { parsePort, runMain, UsageError } from "../_cli.ts";
+import {
+  type Addr,
+  listen,
+  type ListenEndpoint,
+  printListening,
+} from "../_net.ts";
 
 /** Read buffer per connection: FINDINGS measured 1 KiB as the RSS sweet spot. */
 const BUFFER = 16 * 1024;
 
-async function echo(conn: Deno.TcpConn): Promise<void> {
+async function echo(conn: Deno.Conn): Promise<void> {
   const buf = new Uint8Array(BUFFER);
   try {
     for (;;) {
@@ -24,7 +35,7 @@ async function echo(conn: Deno.TcpConn): Promise<void> {
       while (off < n) off += await conn.write(buf.subarray(off, n));
     }
   } catch {
-    // A reset peer ends only its own connection.
+    // A reset peer (or a failed handshake) ends only its own connection.
   } finally {
     try {
       conn.close();
@@ -34,12 +45,42 @@ async function echo(conn: Deno.TcpConn): Promise<void> {
   }
 }
 
+/** The value after option `name`, if it is given. */
+function value(args: string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  if (i < 0) return undefined;
+  const v = args[i + 1];
+  if (v === undefined) throw new UsageError(`${name} needs a value`);
+  return v;
+}
+
+/** Where to listen, from `--port`, `--tls --cert --key` or `--unix`. */
+async function endpointOf(args: string[]): Promise<ListenEndpoint> {
+  const unix = value(args, "--unix");
+  if (unix !== undefined) return { transport: "unix", path: unix };
+  const port = parsePort(value(args, "--port") ?? "0");
+  if (!args.includes("--tls")) {
+    return { transport: "tcp", hostname: "127.0.0.1", port };
+  }
+  const cert = value(args, "--cert"), key = value(args, "--key");
+  if (cert === undefined || key === undefined) {
+    throw new UsageError("--tls needs --cert FILE and --key FILE");
+  }
+  return {
+    transport: "tls",
+    hostname: "127.0.0.1",
+    port,
+    tls: {
+      cert: await Deno.readTextFile(cert),
+      key: await Deno.readTextFile(key),
+    },
+  };
+}
+
 /** Serves until SIGTERM/SIGINT. */
 export async function main(args: string[]): Promise<number> {
-  const i = args.indexOf("--port");
-  const port = i >= 0 ? parsePort(args[i + 1]) : 0;
-  using listener = listenTcp({ hostname: "127.0.0.1", port });
-  printListening(listener.addr);
+  using listener = await listen(await endpointOf(args));
+  printListening(listener.addr as Addr);
   const stop = () => listener.close();
   Deno.addSignalListener("SIGTERM", stop);
   Deno.addSignalListener("SIGINT", stop);

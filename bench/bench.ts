@@ -8,6 +8,13 @@
  * figure's ratio to the plain loop. Server and load are pinned to separate
  * cores when `taskset` exists. Writes `bench.md` and `bench.svg` to `--out`.
  *
+ * A second table takes the same servers over TLS (RSA-2048, the fixtures'
+ * `server-rsa`) and over a Unix socket: 64-byte pingpong at 50 connections,
+ * and TLS handshakes per second by 20 clients that connect, handshake and
+ * close in a loop (bench/_tls_handshake.c, or bench/_handshake_load.mjs
+ * where it cannot be built), against issue 11's targets: at least Node's
+ * `tls` echo over TLS, at least the server's own TCP rate over Unix.
+ *
  * @module
  */
 
@@ -21,9 +28,25 @@ import {
   UsageError,
 } from "../_cli.ts";
 import type { LoadReport } from "../tools/load.ts";
+import { parseListeningLine } from "../_net.ts";
 import { ECHO_RUNTIME_ENV, ECHO_V8_FLAGS } from "../servers/_echo.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
+
+/** The certificates of the TLS cases (RSA-2048, as FINDINGS.md measured). */
+const TLS_DIR = "tests/fixtures/tls";
+const TLS_CERT = `${TLS_DIR}/server-rsa.pem`;
+const TLS_KEY = `${TLS_DIR}/server-rsa.key`;
+const TLS_CA = `${TLS_DIR}/ca.pem`;
+
+/** How a case reaches its server. */
+type Transport = "tcp" | "tls" | "unix";
+const TRANSPORTS: readonly Transport[] = ["tcp", "tls", "unix"];
+
+/** Clients of the handshake case, each connecting in a loop. */
+const HANDSHAKE_CLIENTS = 20;
+/** Most handshakes one handshake run makes, whatever its duration. */
+const HANDSHAKE_MAX = 200_000;
 
 /** A server the bench can start. */
 interface ServerSpec {
@@ -31,8 +54,12 @@ interface ServerSpec {
   name: string;
   /** What it is, for the notes under the table. */
   about: string;
-  /** Command and arguments; the port (0) is already in them. */
-  command: () => string[] | string;
+  /**
+   * Command and arguments over `transport` (the port 0 or the socket path
+   * already in them), a reason it cannot run, or undefined where the server
+   * does not serve that transport.
+   */
+  command: (transport: Transport) => string[] | string | undefined;
   /** Environment of the server process, beside NO_COLOR. */
   env?: Readonly<Record<string, string>>;
 }
@@ -43,8 +70,12 @@ interface CaseSpec {
   key: string;
   /** Column title. */
   title: string;
-  /** load.ts arguments (port added). */
+  /** How the load reaches the server; default tcp. */
+  transport?: Transport;
+  /** load.ts arguments (port or socket added). */
   args: string[];
+  /** TLS handshakes per second instead of load.ts traffic. */
+  handshake?: boolean;
   /** Measure RSS per held connection instead of traffic. */
   rss?: number;
   /** Show a p99 latency column beside the throughput. */
@@ -54,12 +85,30 @@ interface CaseSpec {
 /** What one server did in one case. */
 interface Cell {
   report?: LoadReport;
+  /** What the handshake client reported. */
+  handshake?: HandshakeReport;
   /** RSS per held connection, KB. */
   rssKb?: number;
   /** Server CPU over the run, percent of one core. */
   serverCpu?: number;
   /** Why there is no figure. */
   error?: string;
+}
+
+/** What bench/_tls_handshake.c (or bench/_handshake_load.mjs) prints. */
+interface HandshakeReport {
+  handshakes: number;
+  clients: number;
+  seconds: number;
+  handshakesPerSecond: number;
+  /** From the connect call to the end of the handshake, ms. */
+  connect: { p50: number; p90: number; p99: number; max: number };
+  failures: number;
+  firstFailure?: string;
+  /** Handshakes the server resumed (should be none). */
+  resumed: number;
+  /** The client's CPU, percent of one core. */
+  cpuPercent: number;
 }
 
 const SPEC: CommandSpec = {
@@ -96,12 +145,22 @@ const SPEC: CommandSpec = {
       arg: "SECONDS",
       description: "Seconds per traffic case (default 5, 0.5 with --quick).",
     },
+    transports: {
+      type: "string",
+      default: "tcp,tls,unix",
+      arg: "LIST",
+      description:
+        "Comma-separated transports to run: tcp (the main matrix), tls, unix (which runs the TCP 50-connection case too: its yardstick).",
+    },
   },
   epilog:
     `Servers: c (bench/_epoll_echo.c, built with gcc), loop (bench/_loop_echo.ts),
 select (servers/select_echo.ts), completion-1 and completion-2
 (servers/completion_echo.ts --threads 1 / 2), node (bench/_node_echo.mjs),
 pipe (bench/_pipe_echo.ts). A missing file or tool is skipped with a note.
+Over TLS (RSA-2048, ${TLS_CERT}): loop, select, completion-1,
+completion-2 and node (Node's tls); over a Unix socket (in a mktemp -d
+directory): loop, select, completion-1 and node.
 
 Needs an open-files limit of 10,100 in each process (server and load) for the
 10,000-connection cases; the bench raises the soft limit up to the hard one,
@@ -202,9 +261,12 @@ function wrap(argv: string[], cpu: string | undefined, nofile: number) {
   ];
 }
 
-/** A started server: its port, PID, and how to stop it. */
+/** Where a started server listens: a loopback port or a socket path. */
+type Target = { port: number } | { path: string };
+
+/** A started server: where it listens, its PID, and how to stop it. */
 interface Started {
-  port: number;
+  target: Target;
   pid: number;
   stop(): Promise<void>;
 }
@@ -240,7 +302,7 @@ async function startServer(
     text += value;
   }
   clearTimeout(timer);
-  const m = text.match(/^listening on (?:\[[^\]]+\]|[^:\s]+):(\d+)/);
+  const where = parseListeningLine(text.split("\n")[0]!.trim());
   // Keep draining stdout so the server never blocks on a full pipe.
   const draining = (async () => {
     try {
@@ -267,19 +329,55 @@ async function startServer(
     await draining;
     await stderr;
   };
-  if (!m) {
+  if (!where) {
     await stop();
     throw new Error(
       `did not print "listening on": ${(await stderr).trim().split("\n")[0]}`,
     );
   }
-  return { port: Number(m[1]), pid: child.pid, stop };
+  const target = "path" in where ? { path: where.path } : { port: where.port };
+  return { target, pid: child.pid, stop };
 }
 
-/** Runs tools/load.ts with `args` against `port`; returns its report. */
+/**
+ * load.ts's permissions and endpoint options for `target` over `transport`:
+ * loopback only, the CA file for TLS, the one socket path for Unix.
+ */
+function loadEndpoint(target: Target, transport: Transport): string[] {
+  if ("path" in target) {
+    return [
+      `--allow-net=unix:${target.path}`,
+      `--allow-read=${target.path}`,
+      `--allow-write=${target.path}`,
+      "tools/load.ts",
+      "--unix",
+      target.path,
+    ];
+  }
+  return transport === "tls"
+    ? [
+      "--allow-net=127.0.0.1",
+      `--allow-read=${ROOT}${TLS_CA}`,
+      "tools/load.ts",
+      "--port",
+      String(target.port),
+      "--tls",
+      "--ca",
+      TLS_CA,
+    ]
+    : [
+      "--allow-net=127.0.0.1",
+      "tools/load.ts",
+      "--port",
+      String(target.port),
+    ];
+}
+
+/** Runs tools/load.ts with `args` against `target`; returns its report. */
 async function runLoadProcess(
   args: string[],
-  port: number,
+  target: Target,
+  transport: Transport,
   cpu: string | undefined,
   nofile: number,
 ): Promise<LoadReport> {
@@ -288,10 +386,7 @@ async function runLoadProcess(
       Deno.execPath(),
       "run",
       "--quiet",
-      "--allow-net=127.0.0.1",
-      "tools/load.ts",
-      "--port",
-      String(port),
+      ...loadEndpoint(target, transport),
       "--json",
       "--quiet",
       "--allow-errors",
@@ -336,7 +431,8 @@ async function measureRss(
   })();
   const report = await runLoadProcess(
     ["-c", "0", "--idle", String(held), "-d", "1.5", "--ramp", "200"],
-    server.port,
+    server.target,
+    "tcp",
     cpu,
     nofile,
   );
@@ -345,31 +441,113 @@ async function measureRss(
   return { kb: (peak - before) / held, report };
 }
 
+/** The handshake client the bench runs: a built C one, or Node's. */
+type HandshakeClient = { kind: "c"; path: string } | { kind: "node" };
+
+/**
+ * Runs the handshake client against `port`: HANDSHAKE_CLIENTS loops of
+ * connect, handshake, close, for `seconds` or HANDSHAKE_MAX handshakes.
+ */
+async function runHandshakes(
+  client: HandshakeClient,
+  port: number,
+  seconds: number,
+  cpu: string | undefined,
+): Promise<HandshakeReport> {
+  const args = client.kind === "c"
+    ? [
+      client.path,
+      String(port),
+      TLS_CA,
+      String(HANDSHAKE_CLIENTS),
+      String(seconds),
+      String(HANDSHAKE_MAX),
+    ]
+    : [
+      "node",
+      "bench/_handshake_load.mjs",
+      "--port",
+      String(port),
+      "--ca",
+      TLS_CA,
+      "--clients",
+      String(HANDSHAKE_CLIENTS),
+      "--seconds",
+      String(seconds),
+      "--max",
+      String(HANDSHAKE_MAX),
+    ];
+  const argv = wrap(args, cpu, 1024);
+  const out = await new Deno.Command(argv[0]!, {
+    args: argv.slice(1),
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout).trim();
+  if (!text.startsWith("{")) {
+    const err = new TextDecoder().decode(out.stderr).trim().split("\n")[0];
+    throw new Error(err || `the handshake client exited ${out.code}`);
+  }
+  return JSON.parse(text);
+}
+
+/** How a run of one case is carried out, beside the server. */
+interface Runner {
+  loadCpu: string | undefined;
+  nofile: number;
+  /** Seconds per traffic case. */
+  seconds: number;
+  /** The handshake client, or why there is none. */
+  handshake: HandshakeClient | string;
+}
+
 /** Runs one case against a started server. */
-async function measure(
-  c: CaseSpec,
-  s: Started,
-  loadCpu: string | undefined,
-  nofile: number,
-): Promise<Cell> {
+async function measure(c: CaseSpec, s: Started, run: Runner): Promise<Cell> {
+  const { loadCpu, nofile } = run;
   if (c.rss) {
     const { kb, report } = await measureRss(s, c.rss, loadCpu, nofile);
     return { rssKb: kb, report };
   }
   const cpu0 = await cpuSeconds(s.pid);
-  const report = await runLoadProcess(c.args, s.port, loadCpu, nofile);
+  let seconds: number;
+  let cell: Cell;
+  if (c.handshake) {
+    if (typeof run.handshake === "string") return { error: run.handshake };
+    if ("path" in s.target) throw new Error("handshakes need a TCP port");
+    const handshake = await runHandshakes(
+      run.handshake,
+      s.target.port,
+      run.seconds,
+      loadCpu,
+    );
+    seconds = handshake.seconds;
+    cell = { handshake };
+  } else {
+    const report = await runLoadProcess(
+      c.args,
+      s.target,
+      c.transport ?? "tcp",
+      loadCpu,
+      nofile,
+    );
+    seconds = report.seconds;
+    cell = { report };
+  }
   const cpu1 = await cpuSeconds(s.pid);
   // Over the traffic seconds, though it includes the connect ramp and the
   // drain: a slight overestimate.
-  const serverCpu = cpu0 !== undefined && cpu1 !== undefined
-    ? Math.round(((cpu1 - cpu0) / report.seconds) * 100)
-    : undefined;
-  return { report, serverCpu };
+  if (cpu0 !== undefined && cpu1 !== undefined) {
+    cell.serverCpu = Math.round(((cpu1 - cpu0) / seconds) * 100);
+  }
+  return cell;
 }
 
 /** The headline figure of a cell: KB per connection, MB/s or msg/s. */
 function figure(cell: Cell): number | undefined {
   if (cell.rssKb !== undefined) return cell.rssKb;
+  if (cell.handshake) return cell.handshake.handshakesPerSecond;
   if (!cell.report) return undefined;
   return cell.report.mode === "stream"
     ? cell.report.megabytesPerSecond
@@ -378,6 +556,14 @@ function figure(cell: Cell): number | undefined {
 
 /** One line of progress for a measured cell. */
 function describeCell(cell: Cell): string {
+  if (cell.handshake) {
+    const h = cell.handshake;
+    return `${
+      fmtInt(h.handshakesPerSecond)
+    } handshakes/s, connect p50 ${h.connect.p50} ms p99 ${h.connect.p99} ms, CPU client ${h.cpuPercent}% server ${
+      cell.serverCpu ?? "?"
+    }%${h.failures ? `, ${h.failures} failed (${h.firstFailure})` : ""}`;
+  }
   const r = cell.report!;
   if (cell.rssKb !== undefined) return `${cell.rssKb.toFixed(2)} KB/conn`;
   return `${
@@ -510,6 +696,127 @@ function tableRows(
   return rows;
 }
 
+/**
+ * The rows of the TLS and Unix table, first row the header: over TLS each
+ * server's ratio to Node's `tls` echo (the `node` row), over Unix its ratio
+ * to its own TCP figure in the same run (the targets of issue 11).
+ */
+function transportRows(
+  servers: string[],
+  cases: CaseSpec[],
+  results: Map<string, Map<string, Cell>>,
+): string[][] {
+  const has = (key: string) => cases.some((c) => c.key === key);
+  const ms = (n: number) => n < 10 ? n.toFixed(2) : n.toFixed(0);
+  const cols: {
+    title: string;
+    key: string;
+    value(cell: Cell): number | undefined;
+    format(n: number): string;
+    /** The cell this one is a ratio to, if any. */
+    base?(server: string): Cell | undefined;
+  }[] = [];
+  const node = (key: string) => () => results.get("node")?.get(key);
+  if (has("tls50")) {
+    cols.push(
+      {
+        title: "TLS 50 conns msg/s (x node)",
+        key: "tls50",
+        value: (c) => c.report?.messagesPerSecond,
+        format: fmtInt,
+        base: node("tls50"),
+      },
+      {
+        title: "TLS p99 ms",
+        key: "tls50",
+        value: (c) => c.report?.latency.p99,
+        format: ms,
+      },
+      {
+        title: "CPU % load/server (TLS)",
+        key: "tls50",
+        value: (c) => c.report ? 0 : undefined,
+        format: () => "",
+      },
+    );
+  }
+  if (has("handshake")) {
+    cols.push(
+      {
+        title: "TLS handshakes/s (x node)",
+        key: "handshake",
+        value: (c) => c.handshake?.handshakesPerSecond,
+        format: fmtInt,
+        base: node("handshake"),
+      },
+      {
+        title: "connect p50 ms",
+        key: "handshake",
+        value: (c) => c.handshake?.connect.p50,
+        format: ms,
+      },
+      {
+        title: "connect p99 ms",
+        key: "handshake",
+        value: (c) => c.handshake?.connect.p99,
+        format: ms,
+      },
+      {
+        title: "CPU % client/server (handshakes)",
+        key: "handshake",
+        value: (c) => c.handshake ? 0 : undefined,
+        format: () => "",
+      },
+    );
+  }
+  if (has("unix50")) {
+    cols.push(
+      {
+        title: "Unix 50 conns msg/s (x own TCP)",
+        key: "unix50",
+        value: (c) => c.report?.messagesPerSecond,
+        format: fmtInt,
+        base: (server) => results.get(server)?.get("pp50"),
+      },
+      {
+        title: "Unix p99 ms",
+        key: "unix50",
+        value: (c) => c.report?.latency.p99,
+        format: ms,
+      },
+    );
+  }
+  const rows: string[][] = [["server", ...cols.map((c) => c.title)]];
+  for (const server of servers) {
+    const cells = results.get(server)!;
+    if (!cols.some((col) => cells.has(col.key))) continue;
+    const row = [server];
+    for (const col of cols) {
+      const cell = cells.get(col.key);
+      const v = cell ? col.value(cell) : undefined;
+      if (v === undefined || cell === undefined) {
+        row.push(cell?.error ? "failed" : "-");
+        continue;
+      }
+      if (col.title.startsWith("CPU %")) {
+        const client = cell.handshake?.cpuPercent ?? cell.report?.cpu.percent;
+        row.push(`${client ?? "?"}/${cell.serverCpu ?? "?"}`);
+        continue;
+      }
+      let text = col.format(v);
+      const b = col.base?.(server);
+      const bv = b ? figure(b) : undefined;
+      if (bv) text += ` (${(v / bv).toFixed(2)}x)`;
+      if ((cell.report && !cell.report.ok) || cell.handshake?.failures) {
+        text += " !";
+      }
+      row.push(text);
+    }
+    rows.push(row);
+  }
+  return rows;
+}
+
 function markdownTable(rows: string[][]): string {
   const [head, ...body] = rows;
   const lines = [
@@ -633,6 +940,17 @@ export async function main(args: string[]): Promise<number> {
   }
   const d = String(seconds);
   const repeat = parseInteger(v.repeat, "--repeat", 1, 20);
+  const transports = new Set<Transport>();
+  for (const t of String(v.transports).split(",").map((s) => s.trim())) {
+    if (!TRANSPORTS.includes(t as Transport)) {
+      throw new UsageError(
+        `Cannot parse --transports "${t}": expected some of ${
+          TRANSPORTS.join(", ")
+        }`,
+      );
+    }
+    transports.add(t as Transport);
+  }
   const many = quick ? 200 : 1000;
   const held = quick ? 2000 : 10_000;
   const cases: CaseSpec[] = [
@@ -681,6 +999,25 @@ export async function main(args: string[]): Promise<number> {
       args: [],
       rss: held,
     },
+    {
+      key: "tls50",
+      title: "TLS 50 conns msg/s",
+      transport: "tls",
+      args: ["-c", "50", "-s", "64", "-d", d],
+    },
+    {
+      key: "handshake",
+      title: `TLS handshakes/s (${HANDSHAKE_CLIENTS} clients)`,
+      transport: "tls",
+      args: [],
+      handshake: true,
+    },
+    {
+      key: "unix50",
+      title: "Unix 50 conns msg/s",
+      transport: "unix",
+      args: ["-c", "50", "-s", "64", "-d", d],
+    },
   ];
 
   // Open files: each process holds `held` + 50 sockets and a few more.
@@ -703,8 +1040,34 @@ export async function main(args: string[]): Promise<number> {
     );
   }
   const activeCases = cases.filter((c) =>
-    !(skipHeld && (c.rss || c.key === "idle"))
+    !(skipHeld && (c.rss || c.key === "idle")) &&
+    (transports.has(c.transport ?? "tcp") ||
+      // The Unix figures are compared with the TCP ones of the same run.
+      (c.key === "pp50" && transports.has("unix")))
   );
+  const hasTls = exists(TLS_CERT) && exists(TLS_KEY) && exists(TLS_CA);
+  if (transports.has("tls") && !hasTls) {
+    notes.push(`TLS cases skipped: ${TLS_DIR} lacks its certificates`);
+  }
+  // One directory of our own for the Unix sockets, made by the shell (the
+  // bench may write only to --out); every server removes its socket on stop.
+  let socketDir: string | undefined;
+  if (transports.has("unix")) {
+    const made = await new Deno.Command("sh", {
+      args: ["-c", "mktemp -d"],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    if (!made.success) {
+      throw new CliError(
+        `Cannot make a directory for the Unix sockets: ${
+          new TextDecoder().decode(made.stderr).trim()
+        }`,
+      );
+    }
+    socketDir = new TextDecoder().decode(made.stdout).trim();
+  }
+  const socket = `${socketDir}/echo.sock`;
 
   const cores = navigator.hardwareConcurrency;
   const pin = cores >= 2 && await onPath("taskset");
@@ -721,25 +1084,37 @@ export async function main(args: string[]): Promise<number> {
   // The project's echo servers run as the README says to run them, with
   // ECHO_V8_FLAGS and ECHO_RUNTIME_ENV; the baselines as their authors
   // would, with neither.
+  // Over Unix a server may reach only its socket; over TLS it reads the
+  // certificate under ROOT, which every Deno server may read.
   const denoServer = (
     script: string,
     extra: string[] = [],
     flags: string[] = [],
+    over: readonly Transport[] = TRANSPORTS,
   ) =>
-  () => {
+  (transport: Transport) => {
+    if (!over.includes(transport)) return undefined;
     if (!exists(script)) return `${script} does not exist yet`;
-    return [
-      Deno.execPath(),
-      "run",
-      "--quiet",
-      ...flags,
-      "--allow-net=127.0.0.1",
-      `--allow-read=${ROOT}`,
-      script,
-      "--port",
-      "0",
-      ...extra,
-    ];
+    const where = transport === "unix"
+      ? [
+        `--allow-net=unix:${socket}`,
+        `--allow-read=${ROOT},${socket}`,
+        `--allow-write=${socket}`,
+        script,
+        "--unix",
+        socket,
+      ]
+      : [
+        "--allow-net=127.0.0.1",
+        `--allow-read=${ROOT}`,
+        script,
+        "--port",
+        "0",
+        ...(transport === "tls"
+          ? ["--tls", "--cert", TLS_CERT, "--key", TLS_KEY]
+          : []),
+      ];
+    return [Deno.execPath(), "run", "--quiet", ...flags, ...where, ...extra];
   };
   const hasGcc = await onPath("gcc");
   const hasNode = await onPath("node");
@@ -748,7 +1123,8 @@ export async function main(args: string[]): Promise<number> {
       name: "c",
       about:
         "bench/_epoll_echo.c: single-threaded C epoll loop, the fastest server here: its row shows what load.ts itself can reach",
-      command: () => {
+      command: (transport) => {
+        if (transport !== "tcp") return undefined;
         if (!hasGcc) return "gcc not found";
         return [`${out}/epoll_echo`, "0"];
       },
@@ -783,27 +1159,44 @@ export async function main(args: string[]): Promise<number> {
       name: "completion-2",
       about:
         "servers/completion_echo.ts --threads 2 (its second thread shares core 0 when pinned)",
-      command: denoServer("servers/completion_echo.ts", [
-        "--max-connections",
-        "20000",
-        "--threads",
-        "2",
-      ], [ECHO_V8_FLAGS]),
+      // --threads needs TCP: no Unix socket.
+      command: denoServer(
+        "servers/completion_echo.ts",
+        [
+          "--max-connections",
+          "20000",
+          "--threads",
+          "2",
+        ],
+        [ECHO_V8_FLAGS],
+        ["tcp", "tls"],
+      ),
       env: ECHO_RUNTIME_ENV,
     },
     {
       name: "node",
-      about: "bench/_node_echo.mjs: Node's net, socket.pipe(socket)",
-      command: () => {
+      about:
+        "bench/_node_echo.mjs: Node's net (tls over TLS), socket.pipe(socket)",
+      command: (transport) => {
         if (!hasNode) return "node not found on PATH";
-        return ["node", "bench/_node_echo.mjs", "0"];
+        if (transport === "unix") {
+          return ["node", "bench/_node_echo.mjs", "--unix", socket];
+        }
+        return [
+          "node",
+          "bench/_node_echo.mjs",
+          "0",
+          ...(transport === "tls"
+            ? ["--tls", "--cert", TLS_CERT, "--key", TLS_KEY]
+            : []),
+        ];
       },
     },
     {
       name: "pipe",
       about:
         "bench/_pipe_echo.ts: the docs' conn.readable.pipeTo(conn.writable)",
-      command: denoServer("bench/_pipe_echo.ts"),
+      command: denoServer("bench/_pipe_echo.ts", [], [], ["tcp"]),
     },
   ];
   let chosen = servers;
@@ -838,6 +1231,40 @@ export async function main(args: string[]): Promise<number> {
     }
   }
 
+  // The handshake client: C with OpenSSL where it builds (cheap enough for
+  // the server to set the pace), else Node's.
+  let handshake: HandshakeClient | string = "not needed";
+  if (hasTls && activeCases.some((c) => c.handshake)) {
+    handshake = hasNode
+      ? { kind: "node" }
+      : "neither gcc with OpenSSL's headers nor node found";
+    if (hasGcc) {
+      const cc = await new Deno.Command("gcc", {
+        args: [
+          "-O2",
+          "-o",
+          `${out}/tls_handshake`,
+          "bench/_tls_handshake.c",
+          "-lssl",
+          "-lcrypto",
+        ],
+        cwd: ROOT,
+        stdout: "null",
+        stderr: "piped",
+      }).output();
+      if (cc.success) handshake = { kind: "c", path: `${out}/tls_handshake` };
+      else {
+        notes.push(
+          `bench/_tls_handshake.c did not build (${
+            new TextDecoder().decode(cc.stderr).split("\n")[0]
+          }): ${
+            hasNode ? "handshakes by the Node client" : "no handshake case"
+          }`,
+        );
+      }
+    }
+  }
+
   const started = performance.now();
   console.error(
     `bench: ${chosen.length} servers x ${activeCases.length} cases, ${d} s each${
@@ -846,80 +1273,128 @@ export async function main(args: string[]): Promise<number> {
   );
   const results = new Map<string, Map<string, Cell>>();
   const ran: string[] = [];
-  const runnable: { spec: ServerSpec; argv: string[] }[] = [];
+  const runnable: {
+    spec: ServerSpec;
+    argv: Map<Transport, string[]>;
+    cases: CaseSpec[];
+  }[] = [];
   let failures = 0;
   for (const server of chosen) {
-    const argv = server.command();
-    if (typeof argv === "string") {
-      notes.push(`${server.name} skipped: ${argv}`);
-      console.error(`${server.name}: skipped (${argv})`);
-      continue;
+    const argv = new Map<Transport, string[]>();
+    for (const t of TRANSPORTS) {
+      if (!activeCases.some((c) => (c.transport ?? "tcp") === t)) continue;
+      if (t === "tls" && !hasTls) continue;
+      const a = server.command(t);
+      if (typeof a === "string") {
+        notes.push(`${server.name} skipped over ${t}: ${a}`);
+        console.error(`${server.name}: skipped over ${t} (${a})`);
+      } else if (a) argv.set(t, a);
     }
-    runnable.push({ spec: server, argv });
+    if (argv.size === 0) continue;
+    const cases = activeCases.filter((c) =>
+      argv.has(c.transport ?? "tcp") &&
+      !(c.handshake && typeof handshake === "string")
+    );
+    runnable.push({ spec: server, argv, cases });
     ran.push(server.name);
     results.set(server.name, new Map());
   }
   // Every run of every case, by server and case; rounds go over all servers
   // in turn, so that a drift of the machine weighs on all of them alike.
   const runs = new Map<string, Map<string, Cell[]>>(
-    ran.map((name) => [name, new Map(activeCases.map((c) => [c.key, []]))]),
+    runnable.map((
+      r,
+    ) => [r.spec.name, new Map(r.cases.map((c) => [c.key, []]))]),
   );
+  const run: Runner = { loadCpu, nofile, seconds, handshake };
+  // A server that cannot start over a transport once will not start over it
+  // for the next case: by "NAME/TRANSPORT".
   const broken = new Set<string>();
-  for (let round = 1; round <= repeat; round++) {
-    const tag = repeat > 1 ? ` (round ${round})` : "";
-    for (const { spec, argv } of runnable) {
-      if (broken.has(spec.name)) continue;
-      for (const c of activeCases) {
-        // A fresh server per case: one case's leftovers (held buffers, a
-        // starved connection) must not weigh on the next.
-        let s: Started;
-        try {
-          s = await startServer(argv, serverCpu, nofile, spec.env);
-        } catch (error) {
-          // A server that cannot start once will not start for the next case.
-          const msg = error instanceof Error ? error.message : String(error);
-          broken.add(spec.name);
-          for (const k of activeCases) {
-            runs.get(spec.name)!.get(k.key)!.push({ error: msg });
-          }
-          notes.push(`${spec.name} failed to start${tag}: ${msg}`);
-          console.error(`${spec.name}: failed to start: ${msg}`);
-          failures++;
-          break;
-        }
-        let cell: Cell;
-        try {
-          cell = await measure(c, s, loadCpu, nofile);
-          const report = cell.report!;
-          if (!report.ok) {
-            notes.push(
-              `${spec.name}, ${c.title}${tag}: ${report.errors.join("; ")}`,
+  try {
+    for (let round = 1; round <= repeat; round++) {
+      const tag = repeat > 1 ? ` (round ${round})` : "";
+      for (const { spec, argv, cases } of runnable) {
+        for (const c of cases) {
+          const transport = c.transport ?? "tcp";
+          if (broken.has(`${spec.name}/${transport}`)) continue;
+          // A fresh server per case: one case's leftovers (held buffers, a
+          // starved connection) must not weigh on the next.
+          let s: Started;
+          try {
+            s = await startServer(
+              argv.get(transport)!,
+              serverCpu,
+              nofile,
+              spec.env,
             );
+          } catch (error) {
+            const msg = error instanceof Error ? error.message : String(error);
+            broken.add(`${spec.name}/${transport}`);
+            for (const k of cases) {
+              if ((k.transport ?? "tcp") !== transport) continue;
+              runs.get(spec.name)!.get(k.key)!.push({ error: msg });
+            }
+            notes.push(
+              `${spec.name} failed to start over ${transport}${tag}: ${msg}`,
+            );
+            console.error(`${spec.name}: failed to start: ${msg}`);
+            failures++;
+            continue;
           }
-          console.error(
-            `${spec.name}: ${c.title}${tag}: ${describeCell(cell)}${
-              report.ok ? "" : ", ERRORS"
-            }`,
-          );
-        } catch (error) {
-          const msg = error instanceof Error ? error.message : String(error);
-          cell = { error: msg };
-          notes.push(`${spec.name}, ${c.title}${tag}: ${msg}`);
-          failures++;
-        } finally {
-          await s.stop();
+          let cell: Cell;
+          try {
+            cell = await measure(c, s, run);
+            const errors = cell.report && !cell.report.ok
+              ? cell.report.errors.join("; ")
+              : cell.handshake?.failures
+              ? `${cell.handshake.failures} handshakes failed, the first: ${cell.handshake.firstFailure}`
+              : undefined;
+            if (errors) notes.push(`${spec.name}, ${c.title}${tag}: ${errors}`);
+            if (cell.error) throw new Error(cell.error);
+            console.error(
+              `${spec.name}: ${c.title}${tag}: ${describeCell(cell)}${
+                errors ? ", ERRORS" : ""
+              }`,
+            );
+          } catch (error) {
+            const msg = error instanceof Error ? error.message : String(error);
+            cell = { error: msg };
+            notes.push(`${spec.name}, ${c.title}${tag}: ${msg}`);
+            failures++;
+          } finally {
+            await s.stop();
+          }
+          runs.get(spec.name)!.get(c.key)!.push(cell);
         }
-        runs.get(spec.name)!.get(c.key)!.push(cell);
       }
     }
+  } finally {
+    if (socketDir !== undefined) {
+      await new Deno.Command("sh", {
+        args: ["-c", 'rm -rf -- "$1"', "sh", socketDir],
+      }).output();
+    }
   }
-  for (const name of ran) {
-    for (const c of activeCases) {
-      results.get(name)!.set(c.key, pick(runs.get(name)!.get(c.key)!));
+  for (const { spec, cases } of runnable) {
+    for (const c of cases) {
+      results.get(spec.name)!.set(
+        c.key,
+        pick(runs.get(spec.name)!.get(c.key)!),
+      );
     }
   }
 
-  const rows = tableRows(ran, activeCases, results);
+  const tcpCases = activeCases.filter((c) => (c.transport ?? "tcp") === "tcp");
+  const rows = tableRows(ran, tcpCases, results);
+  const overCases = activeCases.filter((c) => c.transport !== undefined);
+  const overRows = overCases.length
+    ? transportRows(ran, overCases, results)
+    : undefined;
+  const handshakeBy = typeof handshake === "string"
+    ? undefined
+    : handshake.kind === "c"
+    ? "bench/_tls_handshake.c (C, OpenSSL)"
+    : "bench/_handshake_load.mjs (Node's tls)";
   const when = new Date().toISOString().replace(/\.\d+Z$/, "Z");
   const machine =
     `${cores} cores, ${Deno.build.os} ${Deno.build.arch}, Deno ${Deno.version.deno}`;
@@ -939,6 +1414,24 @@ export async function main(args: string[]): Promise<number> {
     "found errors (see the notes). The last column is the CPU the load",
     "generator and the server each used in the 50-connection case, in percent",
     "of one core: the one near 100 set the pace.",
+    ...(overRows && overRows.length > 1
+      ? [
+        "",
+        `Over TLS (certificate ${TLS_CERT}, RSA-2048; load.ts --tls) and a`,
+        "Unix socket (load.ts --unix), 64-byte pingpong at 50 connections;",
+        `handshakes: ${HANDSHAKE_CLIENTS} clients of ${
+          handshakeBy ?? "none"
+        }, each`,
+        "connecting, completing the handshake, closing and waiting for the",
+        "server's close in a loop; connect p50/p99 from the connect call to the",
+        "end of the handshake. TLS ratios are to the `node` row (Node's tls",
+        "echo), Unix ratios to the server's own 50-connection TCP figure of",
+        "this run: issue 11's targets are 1.00x or more. CPU columns are",
+        "client/server in percent of one core.",
+        "",
+        markdownTable(overRows),
+      ]
+      : []),
     "",
     ...ran.map((name) =>
       `- ${name}: ${servers.find((s) => s.name === name)!.about}`
@@ -949,9 +1442,13 @@ export async function main(args: string[]): Promise<number> {
   await Deno.writeTextFile(`${out}/bench.md`, md);
   await Deno.writeTextFile(
     `${out}/bench.svg`,
-    svgChart(ran, activeCases, results, `Echo servers, ${machine}`),
+    svgChart(ran, tcpCases, results, `Echo servers, ${machine}`),
   );
   console.log(textTable(rows));
+  if (overRows && overRows.length > 1) {
+    console.log(`\nover TLS (RSA-2048) and a Unix socket:`);
+    console.log(textTable(overRows));
+  }
   for (const n of notes) console.log(`note: ${n}`);
   console.log(
     `wrote ${out}/bench.md and ${out}/bench.svg in ${
