@@ -404,6 +404,10 @@ export function describeError(error: unknown): string {
     return "address not available";
   }
   const message = error instanceof Error ? error.message : String(error);
+  // rustls explains an unclean TLS close with a link; the words suffice.
+  if (message.includes("without sending TLS close_notify")) {
+    return "closed without TLS close_notify";
+  }
   // Deno appends the OS error ("... (os error 98)"); the words carry the news.
   return message.replace(/\s*\(os error \d+\)$/, "").split("\n")[0] ?? message;
 }

@@ -1,19 +1,16 @@
 /**
  * The main job (`deno task demo`): the notes' Test Server on an ephemeral
- * port, the Test Client against it, both sides' transcripts as they happen;
- * then each echo server under a short load that checks every byte.
+ * port, the Test Client against it, both sides' transcripts as they happen,
+ * in the clear and over TLS (the test CA of tests/fixtures/tls); then each
+ * echo server under a short load that checks every byte.
  *
- * Requires `--allow-net=127.0.0.1`.
+ * Requires `--allow-net=127.0.0.1 --allow-read=tests/fixtures/tls`.
  *
  * @module
  */
 
-import {
-  type CommandSpec,
-  formatAddress,
-  parseCommandLine,
-  runMain,
-} from "./_cli.ts";
+import { type CommandSpec, parseCommandLine, runMain } from "./_cli.ts";
+import { formatAddr, type TlsServerOptions } from "./_net.ts";
 import { runTestClient } from "./clients/client.ts";
 import { type EchoServer, formatStats } from "./servers/_echo.ts";
 import { serveCompletionEcho } from "./servers/completion_echo.ts";
@@ -26,20 +23,31 @@ function section(title: string): void {
   console.log(`\n== ${title} ==`);
 }
 
-/** The notes' conversation: Test Server and Test Client. */
-async function conversation(): Promise<void> {
+/** The throwaway certificates of the tests: never protect anything with them. */
+const FIXTURES = new URL("./tests/fixtures/tls/", import.meta.url);
+
+/**
+ * The notes' conversation: Test Server and Test Client; with `tls`, over
+ * TLS, the client trusting `caCert`.
+ */
+async function conversation(
+  tls?: { server: TlsServerOptions; caCert: string },
+): Promise<void> {
   section(
-    "Test Server and Test Client (servers/sequential.ts, clients/client.ts)",
+    `Test Server and Test Client${tls ? " over TLS" : ""} ` +
+      "(servers/sequential.ts, clients/client.ts)",
   );
   await using server = await serveSequential({
     port: 0,
     once: true,
+    ...(tls ? { tls: tls.server } : {}),
     log: (line) => console.log(`server | ${line}`),
     warn: (line) => console.log(`server | ${line}`),
   });
-  console.log(`server | listening on ${formatAddress(server.addr)}`);
+  console.log(`server | listening on ${formatAddr(server.addr)}`);
   await runTestClient({
     port: server.addr.port,
+    ...(tls ? { tls: { caCerts: [tls.caCert] } } : {}),
     log: (line) => console.log(`client | ${line}`),
   });
   await server.finished;
@@ -48,7 +56,7 @@ async function conversation(): Promise<void> {
 /** One echo server under a short pingpong load, then its final stats. */
 async function underLoad(title: string, server: EchoServer): Promise<boolean> {
   section(title);
-  console.log(`server | listening on ${formatAddress(server.addr)}`);
+  console.log(`server | listening on ${formatAddr(server.addr)}`);
   let ok = false;
   try {
     const report = await runLoad({
@@ -70,7 +78,8 @@ async function underLoad(title: string, server: EchoServer): Promise<boolean> {
 const COMMAND: CommandSpec = {
   name: "demo.ts",
   summary: "The main job: the notes' Test Server and Test Client talk on an " +
-    "ephemeral port of 127.0.0.1, then each echo server runs 1 s under a " +
+    "ephemeral port of 127.0.0.1, in the clear and over TLS (the tests' " +
+    "throwaway CA), then each echo server runs 1 s under a " +
     "load that checks every byte.",
   options: {},
   epilog: "Exit status: 0 when every byte came back, 1 otherwise, 2 on a " +
@@ -82,6 +91,11 @@ async function main(args: string[]): Promise<number> {
   if (!parseCommandLine(args, COMMAND)) return 0;
   console.log("socket-notes demo: the notes' programs, run on 127.0.0.1");
   await conversation();
+  const read = (name: string) => Deno.readTextFile(new URL(name, FIXTURES));
+  await conversation({
+    server: { cert: await read("server.pem"), key: await read("server.key") },
+    caCert: await read("ca.pem"),
+  });
   console.log(
     "\nThe echo servers below run in this process, beside the load generator," +
       "\nso the figures are a demonstration; `deno task bench` measures them apart.",

@@ -15,6 +15,8 @@
  * @module
  */
 
+// The network layer every server and client shares (_net.ts).
+export type { Addr, ServerEndpointOptions, TlsServerOptions } from "./_net.ts";
 // servers/sequential.ts
 export {
   NOTES_PORT,

@@ -1157,6 +1157,7 @@ type FromThread =
 export function serveCompletionEcho(
   options: CompletionEchoOptions & { unix: string },
 ): Promise<EchoServer<Deno.UnixAddr>>;
+/** Over TCP or TLS: the server's address is a `Deno.NetAddr`. */
 export function serveCompletionEcho(
   options?: CompletionEchoOptions,
 ): Promise<EchoServer<Deno.NetAddr>>;

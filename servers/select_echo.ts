@@ -775,6 +775,7 @@ export interface SelectEchoOptions extends EchoServerOptions {
 export function serveSelectEcho(
   options: SelectEchoOptions & { unix: string },
 ): Promise<EchoServer<Deno.UnixAddr>>;
+/** Over TCP or TLS: the server's address is a `Deno.NetAddr`. */
 export function serveSelectEcho(
   options?: SelectEchoOptions,
 ): Promise<EchoServer<Deno.NetAddr>>;

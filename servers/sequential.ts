@@ -120,6 +120,7 @@ export interface SequentialServer<A extends Addr = Deno.NetAddr>
 export function serveSequential(
   options: SequentialServerOptions & { unix: string },
 ): Promise<SequentialServer<Deno.UnixAddr>>;
+/** Over TCP or TLS: the server's address is a `Deno.NetAddr`. */
 export function serveSequential(
   options?: SequentialServerOptions,
 ): Promise<SequentialServer<Deno.NetAddr>>;

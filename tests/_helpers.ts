@@ -15,9 +15,19 @@ export const ROOT: string = fileURLToPath(new URL("../", import.meta.url));
 
 /** Permissions each script is run with in tests: what its README line gives. */
 export const SCRIPT_PERMISSIONS: Record<string, string[]> = {
-  "servers/sequential.ts": ["--allow-net=127.0.0.1,[::1]"],
-  "servers/select_echo.ts": ["--allow-net=127.0.0.1,[::1]"],
-  "servers/completion_echo.ts": ["--allow-net=127.0.0.1,[::1]"],
+  // The servers read the test certificates (--cert, --key) from here.
+  "servers/sequential.ts": [
+    "--allow-net=127.0.0.1,[::1]",
+    "--allow-read=tests/fixtures/tls",
+  ],
+  "servers/select_echo.ts": [
+    "--allow-net=127.0.0.1,[::1]",
+    "--allow-read=tests/fixtures/tls",
+  ],
+  "servers/completion_echo.ts": [
+    "--allow-net=127.0.0.1,[::1]",
+    "--allow-read=tests/fixtures/tls",
+  ],
   // The clients read the test certificates (--ca, --cert, --key) from here.
   "clients/client.ts": ["--allow-net", "--allow-read=tests/fixtures/tls"],
   "tools/hostinfo.ts": [
@@ -555,4 +565,34 @@ export async function resetBurst(port: number, count: number): Promise<void> {
       });
     });
   }
+}
+
+/**
+ * Where tests put Unix sockets: one fixed directory, because Deno 2.9 grants
+ * a Unix socket only by its exact absolute path (`--allow-net=unix:PATH`),
+ * so the test task's flags can name them.
+ */
+export const SOCKET_DIR = "/tmp/socket-notes-test";
+
+/**
+ * The path of test socket `name` in {@linkcode SOCKET_DIR} (made if
+ * missing; a file left there is removed), and the narrowest flags a script
+ * needs to listen on it or connect to it, as the README gives them.
+ */
+export function unixSocket(name: string): { path: string; perms: string[] } {
+  Deno.mkdirSync(SOCKET_DIR, { recursive: true });
+  const path = `${SOCKET_DIR}/${name}.sock`;
+  try {
+    Deno.removeSync(path);
+  } catch {
+    // Nothing left from an earlier run.
+  }
+  return {
+    path,
+    perms: [
+      `--allow-net=127.0.0.1,unix:${path}`,
+      `--allow-read=${path},tests/fixtures/tls`,
+      `--allow-write=${path}`,
+    ],
+  };
 }
