@@ -2,9 +2,9 @@
  * The command-line conventions every script of socket-notes shares: option
  * parsing on `node:util` `parseArgs` with generated `--help`, value checks
  * that name the offending value, one-line errors with fixed exit codes (2 for
- * a usage mistake, 1 for a runtime failure), the `listening on HOST:PORT`
- * line, listening with a readable bind error, and SIGINT/SIGTERM as an
- * `AbortSignal`.
+ * a usage mistake, 1 for a runtime failure), and SIGINT, SIGTERM and SIGHUP
+ * as an `AbortSignal`. Where scripts listen and connect, and the `listening
+ * on` line, live in the network layer (`_net.ts`).
  *
  * Private to this package: scripts import it, `mod.ts` does not re-export it.
  *
@@ -56,23 +56,6 @@ export class CliError extends Error {
     this.name = "CliError";
   }
 }
-
-/** The options of every server: where to listen. */
-export const LISTEN_OPTIONS: Record<string, OptionSpec> = {
-  hostname: {
-    type: "string",
-    default: "127.0.0.1",
-    arg: "ADDR",
-    description: "Address to listen on.",
-  },
-  port: {
-    type: "string",
-    short: "p",
-    default: String(NOTES_PORT),
-    arg: "PORT",
-    description: "Port to listen on; 0 picks a free one.",
-  },
-};
 
 /** One option of a script: the `parseArgs` config plus what `--help` shows. */
 export interface OptionSpec {
@@ -332,47 +315,6 @@ export function parseHost(value: unknown, name: string): string {
   return text;
 }
 
-/** Formats an address as `HOST:PORT`, with an IPv6 host in brackets. */
-export function formatAddress(
-  addr: { hostname: string; port: number },
-): string {
-  return addr.hostname.includes(":")
-    ? `[${addr.hostname}]:${addr.port}`
-    : `${addr.hostname}:${addr.port}`;
-}
-
-/** Options of {@linkcode listenTcp}. */
-export interface ListenOptions {
-  /** Address to bind. */
-  hostname: string;
-  /** Port to bind; 0 picks a free one. */
-  port: number;
-  /** Let several listeners share the port (SO_REUSEPORT, Linux). */
-  reusePort?: boolean;
-}
-
-/**
- * Binds a TCP listener, turning a bind failure into a one-line
- * {@linkcode CliError} that names the address.
- *
- * Requires `--allow-net`.
- */
-export function listenTcp(options: ListenOptions): Deno.TcpListener {
-  const where = formatAddress(options);
-  try {
-    return Deno.listen({
-      hostname: options.hostname,
-      port: options.port,
-      transport: "tcp",
-      ...(options.reusePort ? { reusePort: true } : {}),
-    });
-  } catch (error) {
-    throw new CliError(`Cannot listen on ${where}: ${describeError(error)}`, {
-      cause: error,
-    });
-  }
-}
-
 /**
  * Whether `error` is what a peer's reset or abrupt close looks like; such a
  * connection is closed and counted, never retried.
@@ -410,11 +352,6 @@ export function describeError(error: unknown): string {
   }
   // Deno appends the OS error ("... (os error 98)"); the words carry the news.
   return message.replace(/\s*\(os error \d+\)$/, "").split("\n")[0] ?? message;
-}
-
-/** Prints the line scripts and tests wait for: `listening on HOST:PORT`. */
-export function printListening(addr: Deno.NetAddr): void {
-  console.log(`listening on ${formatAddress(addr)}`);
 }
 
 /** What `--help` says about signals, for every script that uses {@linkcode shutdownSignal}. */

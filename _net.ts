@@ -654,6 +654,20 @@ export const TLS_LIMITS_HELP =
   `TLS: a Deno server cannot request client certificates (denoland/deno#26825);
 --unix and --tls do not combine (Deno's TLS runs over TCP only).`;
 
+/** `--key` and `--alpn`, the same on both sides. */
+const TLS_KEY_AND_ALPN: Record<string, OptionSpec> = {
+  key: {
+    type: "string",
+    arg: "FILE",
+    description: "TLS: the private key of --cert (PEM).",
+  },
+  alpn: {
+    type: "string",
+    arg: "LIST",
+    description: "TLS: ALPN protocols to offer, comma-separated.",
+  },
+};
+
 /** The options of every server: where and how it listens, and who may connect. */
 export const SERVER_ENDPOINT_OPTIONS: Record<string, OptionSpec> = {
   hostname: {
@@ -681,16 +695,7 @@ export const SERVER_ENDPOINT_OPTIONS: Record<string, OptionSpec> = {
     arg: "FILE",
     description: "TLS: the certificate chain to present (PEM).",
   },
-  key: {
-    type: "string",
-    arg: "FILE",
-    description: "TLS: the private key of --cert (PEM).",
-  },
-  alpn: {
-    type: "string",
-    arg: "LIST",
-    description: "TLS: ALPN protocols to offer, comma-separated.",
-  },
+  ...TLS_KEY_AND_ALPN,
   allow: {
     type: "string",
     multiple: true,
@@ -744,16 +749,7 @@ export const CLIENT_ENDPOINT_OPTIONS: Record<string, OptionSpec> = {
     arg: "FILE",
     description: "TLS: a client certificate to present (PEM, with --key).",
   },
-  key: {
-    type: "string",
-    arg: "FILE",
-    description: "TLS: the private key of --cert (PEM).",
-  },
-  alpn: {
-    type: "string",
-    arg: "LIST",
-    description: "TLS: ALPN protocols to offer, comma-separated.",
-  },
+  ...TLS_KEY_AND_ALPN,
 };
 
 /** The TLS options that need `--tls`, by side. */
@@ -865,11 +861,7 @@ export function listenEndpoint(
   defaultPort: number,
 ): ListenEndpoint {
   if (options.unix !== undefined) {
-    if (options.tls !== undefined) {
-      throw new RangeError(
-        "Cannot use tls with unix: Deno's TLS runs over TCP only",
-      );
-    }
+    checkUnixWithoutTls(options);
     if (options.allow !== undefined || options.deny !== undefined) {
       throw new RangeError(
         "Cannot use allow or deny with unix: they take IP addresses",
@@ -883,6 +875,48 @@ export function listenEndpoint(
   return options.tls === undefined
     ? { transport: "tcp", hostname, port, ...reusePort }
     : { transport: "tls", hostname, port, ...reusePort, tls: options.tls };
+}
+
+/** Deno's TLS runs over TCP: a Unix socket cannot take it. */
+function checkUnixWithoutTls(options: { unix?: string; tls?: unknown }): void {
+  if (options.tls !== undefined) {
+    throw new RangeError(
+      `Cannot use unix "${options.unix}" with tls: Deno's TLS runs over TCP only`,
+    );
+  }
+}
+
+/**
+ * The endpoint a client's options describe: the Unix socket `unix`, or
+ * `hostname` and `port` over TCP, or TLS with `tls`.
+ *
+ * @throws {RangeError} If `unix` comes with `tls`, or neither `unix` nor a
+ * `hostname` and `port` is given.
+ *
+ * @example
+ * ```ts
+ * import { connectEndpoint } from "./_net.ts";
+ *
+ * console.log(connectEndpoint({ unix: "/tmp/echo.sock" })); // { transport: "unix", path: "/tmp/echo.sock" }
+ * ```
+ */
+export function connectEndpoint(options: {
+  hostname?: string;
+  port?: number;
+  unix?: string;
+  tls?: TlsClientOptions;
+}): ConnectEndpoint {
+  if (options.unix !== undefined) {
+    checkUnixWithoutTls(options);
+    return { transport: "unix", path: options.unix };
+  }
+  const { hostname, port, tls } = options;
+  if (hostname === undefined || port === undefined) {
+    throw new RangeError("Cannot connect: give unix, or hostname and port");
+  }
+  return tls === undefined
+    ? { transport: "tcp", hostname, port }
+    : { transport: "tls", hostname, port, tls };
 }
 
 /**

@@ -10,14 +10,19 @@
  * @module
  */
 
-import { listenTcp, parsePort, printListening, runMain } from "../_cli.ts";
+import { parsePort, runMain } from "../_cli.ts";
+import { listen, printListening } from "../_net.ts";
 
 /** Serves until SIGTERM/SIGINT. */
 export async function main(args: string[]): Promise<number> {
   const i = args.indexOf("--port");
   const port = i >= 0 ? parsePort(args[i + 1]) : 0;
-  using listener = listenTcp({ hostname: "127.0.0.1", port });
-  printListening(listener.addr);
+  using listener = await listen({
+    transport: "tcp",
+    hostname: "127.0.0.1",
+    port,
+  });
+  printListening(listener.addr as Deno.NetAddr);
   const stop = () => listener.close();
   Deno.addSignalListener("SIGTERM", stop);
   Deno.addSignalListener("SIGINT", stop);

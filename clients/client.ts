@@ -43,6 +43,7 @@ import {
   CLIENT_ENDPOINT_OPTIONS,
   connect,
   type ConnectEndpoint,
+  connectEndpoint,
   ConnectError,
   describeTlsAlert,
   describeTlsConnectFailure,
@@ -139,23 +140,19 @@ async function endpointOf(
   options: TestClientOptions,
   timeout: number,
 ): Promise<ConnectEndpoint> {
-  if (options.unix !== undefined) {
-    if (options.tls !== undefined) {
-      throw new TypeError(
-        `Cannot use unix "${options.unix}" with tls: Deno's TLS runs over TCP only`,
-      );
-    }
-    return { transport: "unix", path: options.unix };
-  }
+  if (options.unix !== undefined) return connectEndpoint(options);
   const host = options.host ?? "127.0.0.1";
   const port = options.port ?? NOTES_PORT;
   const address = await resolveHost(host, timeout);
   const tls = options.tls;
-  if (tls === undefined) return { transport: "tcp", hostname: address, port };
-  if (tls.serverName !== undefined || isIP(bareHost(host)) !== 0) {
-    return { transport: "tls", hostname: address, port, tls };
-  }
-  return { transport: "tls", hostname: bareHost(host), port, tls };
+  // A name is verified as the user gave it; connectTls resolves it alike.
+  const byName = tls !== undefined && tls.serverName === undefined &&
+    isIP(bareHost(host)) === 0;
+  return connectEndpoint({
+    hostname: byName ? bareHost(host) : address,
+    port,
+    ...(tls ? { tls } : {}),
+  });
 }
 
 /**

@@ -596,3 +596,23 @@ export function unixSocket(name: string): { path: string; perms: string[] } {
     ],
   };
 }
+
+/**
+ * Leaves a stale socket file at `path`: a process binds it and exits
+ * without closing its listener (Deno removes the file on close), as a
+ * killed server would.
+ */
+export async function leaveStaleSocket(path: string): Promise<void> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "eval",
+      `Deno.listen({ transport: "unix", path: ${
+        JSON.stringify(path)
+      } }); Deno.exit(0);`,
+    ],
+    stdout: "null",
+  }).output();
+  if (!out.success || !Deno.lstatSync(path).isSocket) {
+    throw new Error(`Could not leave a stale socket at ${path}`);
+  }
+}

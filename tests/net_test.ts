@@ -19,7 +19,7 @@ import {
   parseListeningLine,
   parseServerEndpoint,
 } from "../_net.ts";
-import { ROOT, unixSocket } from "./_helpers.ts";
+import { leaveStaleSocket, ROOT, unixSocket } from "./_helpers.ts";
 
 const TLS_DIR = `${ROOT}tests/fixtures/tls/`;
 const pem = (name: string) => Deno.readTextFileSync(TLS_DIR + name);
@@ -241,16 +241,7 @@ Deno.test("a Unix socket: a stale file is replaced, a live one is in use, the fi
   try {
     // A stale socket file: a process that bound it and exited without
     // closing its listener (Deno removes the file on close).
-    const left = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "eval",
-        `Deno.listen({ transport: "unix", path: ${
-          JSON.stringify(path)
-        } }); Deno.exit(0);`,
-      ],
-      stdout: "null",
-    }).output();
-    assert.equal(left.code, 0);
+    await leaveStaleSocket(path);
     assert.ok(Deno.lstatSync(path).isSocket);
     const listener = await listen({ transport: "unix", path });
     await assert.rejects(

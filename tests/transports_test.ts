@@ -11,6 +11,7 @@
 import assert from "node:assert/strict";
 import {
   firstDifference,
+  leaveStaleSocket,
   pseudoRandom,
   randomBytes,
   readLine,
@@ -307,15 +308,7 @@ Deno.test("Test Server --unix replaces a stale socket file and greets socat", {
 }, async () => {
   const { path, perms } = unixSocket("sequential");
   // A process that bound the socket and died without closing it.
-  const left = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "eval",
-      `Deno.listen({ transport: "unix", path: ${
-        JSON.stringify(path)
-      } }); Deno.exit(0);`,
-    ],
-  }).output();
-  assert.equal(left.code, 0);
+  await leaveStaleSocket(path);
   assert.ok(Deno.lstatSync(path).isSocket);
   await using proc = new Running(
     "servers/sequential.ts",

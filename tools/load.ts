@@ -52,6 +52,7 @@ import {
   CLIENT_ENDPOINT_OPTIONS,
   connect,
   type ConnectEndpoint,
+  connectEndpoint,
   ConnectError,
   describeTlsAlert,
   describeTlsConnectFailure,
@@ -981,20 +982,14 @@ async function holdConn(
  * comes with `tls`.
  */
 function endpointOf(options: LoadOptions): ConnectEndpoint {
-  if (options.unix !== undefined) {
-    if (options.tls !== undefined) {
-      throw new RangeError(
-        `Cannot use unix "${options.unix}" with tls: Deno's TLS runs over TCP only`,
-      );
-    }
-    return { transport: "unix", path: options.unix };
-  }
-  const hostname = options.hostname ?? "127.0.0.1";
   const port = options.port ?? NaN;
-  validate("port", port, 1, 65535);
-  return options.tls === undefined
-    ? { transport: "tcp", hostname, port }
-    : { transport: "tls", hostname, port, tls: options.tls };
+  if (options.unix === undefined) validate("port", port, 1, 65535);
+  return connectEndpoint({
+    hostname: options.hostname ?? "127.0.0.1",
+    port,
+    ...(options.unix !== undefined ? { unix: options.unix } : {}),
+    ...(options.tls !== undefined ? { tls: options.tls } : {}),
+  });
 }
 
 function validate(name: string, value: number, min: number, max: number) {
