@@ -1,3 +1,4 @@
+#!/usr/bin/env -S deno run --allow-net
 /**
  * The notes' "Client Code": the Test Client. It resolves the server's name
  * (the notes' `gethostbyname`, through the system resolver, `/etc/hosts`

@@ -484,11 +484,18 @@ export const ECHO_RUNTIME_ENV: Readonly<Record<string, string>> = {
   DENO_TOKIO_EVENT_INTERVAL: "1",
 };
 
-/** The `--help` lines that say how to run `script` for many connections. */
-export function manyConnectionsHelp(script: string): string {
+/**
+ * The `--help` lines that say how to run `script` for many connections:
+ * its `deno task` first (deno.json gives it these settings and the
+ * narrowest permissions; options follow the task's name), then by hand.
+ */
+export function manyConnectionsHelp(script: string, task: string): string {
   const env = Object.entries(ECHO_RUNTIME_ENV).map(([k, v]) => `${k}=${v}`);
-  return `For many busy connections, run it with Deno's event loop asking the kernel
-for ready sockets every turn and a smaller V8 young generation (README):
+  return `For many busy connections, run it as its task does, with Deno's event loop
+asking the kernel for ready sockets every turn and a smaller V8 young
+generation (README); options go after the task's name:
+  deno task ${task} --port 0 --max-connections 20000
+or by hand:
   ${env.join(" ")} deno run ${ECHO_V8_FLAGS} --allow-net ${script}`;
 }
 

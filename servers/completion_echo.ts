@@ -1,3 +1,4 @@
+#!/usr/bin/env -S deno run --unstable-net --v8-flags=--max-semi-space-size=4 --allow-net
 /**
  * The notes' "I/O Completion Ports" echo server: a completion port, worker
  * loops that take completions from it, and the notes' state machine
@@ -1469,7 +1470,7 @@ const COMMAND = {
   deno run --allow-net=127.0.0.1 --allow-read servers/completion_echo.ts -p ${NOTES_PORT} --threads 2
   ncat 127.0.0.1 ${NOTES_PORT}
 
-${manyConnectionsHelp("servers/completion_echo.ts")}
+${manyConnectionsHelp("servers/completion_echo.ts", "completion-echo")}
 
 Prints "listening on HOST:PORT"; on SIGINT/SIGTERM stops accepting, lets
 every connection finish its echo (within --grace) and prints the stats.`,

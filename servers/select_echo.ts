@@ -1,3 +1,4 @@
+#!/usr/bin/env -S deno run --v8-flags=--max-semi-space-size=4 --allow-net
 /**
  * The notes' "Select Example Server" (select-server.cpp): one thread, a list
  * of connections each with a fixed buffer, and one loop that asks select()
@@ -819,7 +820,7 @@ const COMMAND = {
   deno run --allow-net=127.0.0.1 servers/select_echo.ts -p ${NOTES_PORT} --buffer 16384 --idle-timeout 60
   ncat 127.0.0.1 ${NOTES_PORT}
 
-${manyConnectionsHelp("servers/select_echo.ts")}
+${manyConnectionsHelp("servers/select_echo.ts", "select-echo")}
 
 Prints "listening on HOST:PORT"; on SIGINT/SIGTERM stops accepting, writes
 back what each connection has read (within --grace) and prints the stats.`,

@@ -1,3 +1,4 @@
+#!/usr/bin/env -S deno run --allow-net
 /**
  * The notes' "Server Code": a blocking Test Server that serves one client at
  * a time. On accept it sends `Test Server\n`, reads one line, sends

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { findRuntime } from "../tools/compile.ts";
+import { findRuntime, TARGETS } from "../tools/compile.ts";
 import { ROOT, runScript } from "./_helpers.ts";
 
 const runtime = findRuntime();
@@ -58,4 +58,20 @@ Deno.test({
       await Deno.remove(out, { recursive: true });
     }
   },
+});
+
+Deno.test("every script's shebang runs it with the permissions and flags deno task compile bakes in", () => {
+  for (const target of TARGETS) {
+    const first = Deno.readTextFileSync(`${ROOT}${target.script}`)
+      .split("\n")[0]!;
+    const match = first.match(/^#!\/usr\/bin\/env -S deno run (.+)$/);
+    assert.ok(match, `${target.script}: ${first}`);
+    assert.deepEqual(
+      match[1]!.split(" ").sort(),
+      [...(target.flags ?? []), ...target.permissions].sort(),
+      target.script,
+    );
+    const mode = Deno.statSync(`${ROOT}${target.script}`).mode ?? 0o755;
+    assert.ok(mode & 0o100, `${target.script} is executable`);
+  }
 });

@@ -33,6 +33,7 @@ import {
   pseudoRandom,
   randomBytes,
   readAll,
+  ROOT,
   Running,
   runScript,
   SCRIPT_PERMISSIONS,
@@ -834,5 +835,24 @@ Deno.test("completion_echo.ts --help exits 0; a bad option is one line, exit 2",
     assert.equal(bad.code, 2, args.join(" "));
     assert.equal(bad.stderr.trim().split("\n").length, 1, bad.stderr);
     assert.match(bad.stderr, /^error: /);
+  }
+});
+
+Deno.test("deno task select-echo and completion-echo run the servers with the runtime settings the help and the bench use", () => {
+  const config = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`));
+  for (
+    const [task, script] of [
+      ["select-echo", "servers/select_echo.ts"],
+      ["completion-echo", "servers/completion_echo.ts"],
+    ] as const
+  ) {
+    const line: string = config.tasks[task];
+    assert.ok(line, task);
+    for (const [name, value] of Object.entries(ECHO_RUNTIME_ENV)) {
+      assert.ok(line.startsWith(`${name}=${value} deno run `), line);
+    }
+    assert.ok(line.includes(` ${ECHO_V8_FLAGS} `), line);
+    assert.ok(line.includes(" --allow-net=127.0.0.1,[::1] "), line);
+    assert.ok(line.endsWith(` ${script}`), line);
   }
 });

@@ -1,3 +1,4 @@
+#!/usr/bin/env -S deno run --allow-net --allow-sys=hostname,networkInterfaces
 /**
  * The notes' "Get IP address of local machine" (`gethostname`,
  * `gethostbyname`): the host's name, the addresses that name resolves to

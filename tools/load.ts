@@ -1,3 +1,4 @@
+#!/usr/bin/env -S deno run --allow-net
 /**
  * An echo load generator that checks every byte: the notes' "Scalability"
  * heading, which has nothing under it, made into a tool to point at any echo

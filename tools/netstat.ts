@@ -1,3 +1,4 @@
+#!/usr/bin/env -S deno run --allow-net --allow-run=netstat
 /**
  * The notes' "Usage Detection: netstat -a" as a tool: which TCP and UDP
  * sockets exist (IPv4 and IPv6), in which state, with their queues and the
