@@ -1387,7 +1387,12 @@ export async function main(args: string[]): Promise<number> {
   }
 
   const tcpCases = activeCases.filter((c) => (c.transport ?? "tcp") === "tcp");
-  const rows = tableRows(ran, tcpCases, results);
+  // The main table lists the servers that ran a TCP case.
+  const rows = tableRows(
+    ran.filter((name) => tcpCases.some((c) => results.get(name)!.has(c.key))),
+    tcpCases,
+    results,
+  );
   const overCases = activeCases.filter((c) => c.transport !== undefined);
   const overRows = overCases.length
     ? transportRows(ran, overCases, results)
