@@ -1,7 +1,8 @@
 /**
  * socket-notes: the classic socket notes as a Deno toolkit. The Test Server
  * and Test Client, a select() echo server, an I/O completion port echo
- * server, host and socket diagnostics, and an echo load generator.
+ * server, a UDP echo server, host and socket diagnostics, and an echo load
+ * generator.
  *
  * @example The notes' conversation, in one program
  * ```ts
@@ -65,6 +66,17 @@ export {
   PortWorker,
   serveCompletionEcho,
 } from "./servers/completion_echo.ts";
+// servers/udp_echo.ts
+export {
+  formatUdpStats,
+  MAX_PEERS,
+  MAX_UDP_PAYLOAD,
+  PEER_IDLE_MS,
+  serveUdpEcho,
+  type UdpEchoOptions,
+  type UdpEchoServer,
+  type UdpEchoStats,
+} from "./servers/udp_echo.ts";
 // tools/netstat.ts
 export {
   type CheckOptions,

@@ -28,6 +28,7 @@ export const SCRIPT_PERMISSIONS: Record<string, string[]> = {
     "--allow-net=127.0.0.1,[::1]",
     "--allow-read=tests/fixtures/tls",
   ],
+  "servers/udp_echo.ts": ["--allow-net=127.0.0.1,[::1]"],
   // The clients read the test certificates (--ca, --cert, --key) from here.
   "clients/client.ts": ["--allow-net", "--allow-read=tests/fixtures/tls"],
   "tools/hostinfo.ts": [

@@ -235,6 +235,21 @@ const TABLE: Record<string, ScriptRows> = {
       ],
     },
   },
+  "servers/udp_echo.ts": {
+    perms: SCRIPT_PERMISSIONS["servers/udp_echo.ts"]!,
+    base: SERVER_BASE,
+    options: {
+      hostname: SERVER_ENDPOINT_ROWS.hostname!,
+      port: [...portRows("--port"), { args: ["-p", "-1"], says: PORT_RANGE }],
+      // No --tls here: only the --unix rows that do not need it.
+      unix: SERVER_ENDPOINT_ROWS.unix!.filter((row) =>
+        !row.args.includes("--tls")
+      ),
+      allow: SERVER_ENDPOINT_ROWS.allow!,
+      deny: SERVER_ENDPOINT_ROWS.deny!,
+      "rate-limit": countRows("--rate-limit", 0, 1_000_000),
+    },
+  },
   "clients/client.ts": {
     perms: SCRIPT_PERMISSIONS["clients/client.ts"]!,
     base: ["--port", "1"],
