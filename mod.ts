@@ -110,8 +110,11 @@ export {
 } from "./tools/netstat.ts";
 // tools/load.ts
 export {
+  type CpuReport,
+  DEFAULT_UDP_RATE,
   FAIR_LIMIT,
   formatReport,
+  formatUdpReport,
   LatencyHistogram,
   type LatencySummary,
   type LoadEngine,
@@ -119,5 +122,11 @@ export {
   type LoadOptions,
   type LoadProgress,
   type LoadReport,
+  MAX_DATAGRAM,
   runLoad,
+  runUdpLoad,
+  UDP_HEADER,
+  type UdpLoadOptions,
+  type UdpLoadProgress,
+  type UdpLoadReport,
 } from "./tools/load.ts";

@@ -322,8 +322,16 @@ const TABLE: Record<string, ScriptRows> = {
           args: ["-c", "40000", "--idle", "40000"],
           says: /at most 65535 connections in all/,
         },
+        // --udp: each flow is a socket.
+        { args: ["--udp", "-c", "0"], says: /expected 1 to 10000/ },
+        { args: ["--udp", "-c", "10001"], says: /expected 1 to 10000/ },
       ],
-      size: countRows("--size", 1, 16 * 1024 * 1024),
+      size: [
+        ...countRows("--size", 1, 16 * 1024 * 1024),
+        // --udp: a datagram holds the 24-byte header, at most 65,507 bytes.
+        { args: ["--udp", "-s", "23"], says: /expected 24 to 65507/ },
+        { args: ["--udp", "-s", "65508"], says: /expected 24 to 65507/ },
+      ],
       mode: [{
         args: ["--mode", "burst"],
         says: /expected pingpong or stream/,
@@ -338,6 +346,15 @@ const TABLE: Record<string, ScriptRows> = {
         { args: ["--rate", "0"], says: /expected 0\.001 to 1000000/ },
         { args: ["--rate", "1e9"], says: /expected 0\.001 to 1000000/ },
         { args: ["--rate", "fast"], says: /expected 0\.001 to 1000000/ },
+        // --udp: 0 floods.
+        {
+          args: ["--udp", "--rate", "-1"],
+          says: /expected 0 \(flood\) or 0\.001 to 1000000/,
+        },
+        {
+          args: ["--udp", "--rate", "2000000"],
+          says: /expected 0 \(flood\) or 0\.001 to 1000000/,
+        },
       ],
       ramp: countRows("--ramp", 1, 65535),
       "connect-rate": [
@@ -363,6 +380,34 @@ const TABLE: Record<string, ScriptRows> = {
       json: flagRows("--json"),
       quiet: flagRows("--quiet"),
       "allow-errors": flagRows("--allow-errors"),
+      udp: [
+        ...flagRows("--udp"),
+        { args: ["--udp", "--tls"], says: /DTLS is not supported/ },
+        { args: ["--udp", "--unix", "/tmp/x.sock"], says: /do not combine/ },
+        { args: ["--udp", "--mode", "stream"], says: /do not combine/ },
+        { args: ["--udp", "--idle", "3"], says: /do not combine/ },
+      ],
+      count: [
+        { args: ["--count", "10"], says: /--count needs --udp/ },
+        ...countRows("--count", 1, 1_000_000_000).map((row) => ({
+          ...row,
+          args: ["--udp", ...row.args],
+        })),
+      ],
+      "loss-timeout": [
+        { args: ["--loss-timeout", "2"], says: /--loss-timeout needs --udp/ },
+        ...durationRows("--loss-timeout").map((row) => ({
+          ...row,
+          args: ["--udp", ...row.args],
+        })),
+      ],
+      "max-loss": [
+        { args: ["--max-loss", "5"], says: /--max-loss needs --udp/ },
+        ...["-1", "101", "lots"].map((value) => ({
+          args: ["--udp", "--max-loss", value],
+          says: /expected 0 to 100 percent/,
+        })),
+      ],
     },
   },
   "tools/compile.ts": {

@@ -22,6 +22,11 @@
  * TLS handshake) is timed apart, and `--connect-rate` paces it, so that what
  * a handshake costs is measured too.
  *
+ * `--udp` drives a UDP echo instead (`_udp_load.ts`): flows of
+ * sequence-numbered datagrams at a paced rate, each checked, with loss,
+ * duplicates, reordering, corruption, late arrivals, round-trip percentiles
+ * and RFC 3550 jitter counted, under iperf3's names too.
+ *
  * @example
  * ```sh
  * deno run --allow-net=127.0.0.1 tools/load.ts --port 39304 -c 50 -d 5
@@ -41,6 +46,7 @@ import {
   isPeerGone,
   MAX_TIMER_MS,
   parseCommandLine,
+  parseHost,
   parseInteger,
   parseSeconds,
   runMain,
@@ -65,8 +71,42 @@ import {
   writeAll,
 } from "../_net.ts";
 import { LatencyHistogram } from "./_histogram.ts";
+import {
+  count,
+  type CpuReport,
+  cpuReport,
+  formatCpu,
+  formatPercentiles,
+  type LatencySummary,
+  round,
+  summarize,
+} from "./_report.ts";
+
+import {
+  DEFAULT_UDP_RATE,
+  formatUdpProgress,
+  formatUdpReport,
+  MAX_DATAGRAM,
+  MAX_FLOWS,
+  runUdpLoad,
+  UDP_HEADER,
+  type UdpLoadOptions,
+  type UdpLoadProgress,
+  type UdpLoadReport,
+} from "./_udp_load.ts";
 
 export { LatencyHistogram };
+export type { CpuReport, LatencySummary };
+export {
+  DEFAULT_UDP_RATE,
+  formatUdpReport,
+  MAX_DATAGRAM,
+  runUdpLoad,
+  UDP_HEADER,
+  type UdpLoadOptions,
+  type UdpLoadProgress,
+  type UdpLoadReport,
+};
 
 /** How each connection drives the server. */
 export type LoadMode = "pingpong" | "stream";
@@ -152,26 +192,6 @@ export interface LoadProgress {
   errors: number;
 }
 
-/** A latency summary (round trips, or connects), in milliseconds. */
-export interface LatencySummary {
-  /** Messages (or connects) timed. */
-  samples: number;
-  /** Fastest. */
-  min: number;
-  /** Mean. */
-  mean: number;
-  /** Median. */
-  p50: number;
-  /** 90th percentile. */
-  p90: number;
-  /** 99th percentile. */
-  p99: number;
-  /** 99.9th percentile. */
-  p999: number;
-  /** Slowest. */
-  max: number;
-}
-
 /** What a run measured. Every field is always present. */
 export interface LoadReport {
   /** `HOST:PORT` of the server, or the path of its Unix socket. */
@@ -234,14 +254,7 @@ export interface LoadReport {
   /** Round-trip latency of each message. */
   latency: LatencySummary;
   /** CPU this process used during the timed seconds. */
-  cpu: {
-    /** User time, ms. */
-    userMs: number;
-    /** System time, ms. */
-    systemMs: number;
-    /** (user + system) / wall time, in percent of one core. */
-    percent: number;
-  };
+  cpu: CpuReport;
   /** The first few distinct error messages, for a human. */
   errors: string[];
   /** True when every connection came up and every byte came back intact. */
@@ -1227,7 +1240,6 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     tally.connected = 0;
 
     const seconds = (stoppedAt - run.startedAt) / 1000;
-    const cpuMs = (cpu.user + cpu.system) / 1000;
     const report: LoadReport = {
       target,
       transport: endpoint.transport,
@@ -1259,11 +1271,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
       missingBytes: tally.missingBytes,
       extraBytes: tally.extraBytes,
       latency: summarize(run.histogram),
-      cpu: {
-        userMs: Math.round(cpu.user / 1000),
-        systemMs: Math.round(cpu.system / 1000),
-        percent: Math.round((cpuMs / (seconds * 1000)) * 100),
-      },
+      cpu: cpuReport(cpu, seconds),
       errors: [...tally.errors],
       ok: false,
     };
@@ -1280,30 +1288,6 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     for (const flow of flows) flow.close();
     for (const flow of idlers) flow.close();
   }
-}
-
-/** The percentiles of `h`, to 0.1 µs. */
-function summarize(h: LatencyHistogram): LatencySummary {
-  return {
-    samples: h.count,
-    min: round(h.min, 4),
-    mean: round(h.mean, 4),
-    p50: round(h.percentile(50), 4),
-    p90: round(h.percentile(90), 4),
-    p99: round(h.percentile(99), 4),
-    p999: round(h.percentile(99.9), 4),
-    max: round(h.max, 4),
-  };
-}
-
-function round(value: number, digits: number): number {
-  const f = 10 ** digits;
-  return Math.round(value * f) / f;
-}
-
-/** Formats a count with thousands separators. */
-function count(n: number): string {
-  return Math.round(n).toLocaleString("en-US");
 }
 
 /** What the connect phase is, by transport, for the report. */
@@ -1338,11 +1322,9 @@ export function formatReport(report: LoadReport): string {
     `connections: ${count(report.connected)} of ${
       count(report.connections + report.idle)
     } up in ${report.connectMs} ms; ${report.connectFailures} failed to connect, ${report.resets} reset, ${report.closedByServer} closed by the server, ${report.otherErrors} other errors`,
-    `connect ms (${
-      CONNECT_PHASE[report.transport]
-    }): p50 ${c.p50}  p90 ${c.p90}  p99 ${c.p99}  p99.9 ${c.p999}  max ${c.max}  (mean ${c.mean}); ${
-      count(report.connectsPerSecond)
-    } connects/s${
+    `connect ms (${CONNECT_PHASE[report.transport]}): ${
+      formatPercentiles(c)
+    }  (mean ${c.mean}); ${count(report.connectsPerSecond)} connects/s${
       report.connectRate ? ` (asked ${report.connectRate}/s)` : ""
     }`,
     `throughput: ${
@@ -1350,7 +1332,7 @@ export function formatReport(report: LoadReport): string {
     } msg/s, ${report.megabytesPerSecond} MB/s echoed (${
       count(report.messages)
     } messages)`,
-    `latency ms: p50 ${l.p50}  p90 ${l.p90}  p99 ${l.p99}  p99.9 ${l.p999}  max ${l.max}  (mean ${l.mean}, ${
+    `latency ms: ${formatPercentiles(l)}  (mean ${l.mean}, ${
       count(l.samples)
     } samples)`,
     `bytes: ${count(report.bytesEchoed)} of ${
@@ -1358,11 +1340,7 @@ export function formatReport(report: LoadReport): string {
     } echoed and checked; ${count(report.mismatchedBytes)} mismatched, ${
       count(report.missingBytes)
     } missing, ${count(report.extraBytes)} extra`,
-    `load generator CPU: ${report.cpu.percent}% of one core (user ${report.cpu.userMs} ms, system ${report.cpu.systemMs} ms)${
-      report.cpu.percent >= 90
-        ? ": saturated, so the figures may be the generator's limit, not the server's"
-        : ""
-    }`,
+    formatCpu(report.cpu),
   ];
   for (const e of report.errors) lines.push(`error: ${e}`);
   lines.push(report.ok ? "result: ok" : "result: FAILED");
@@ -1497,7 +1475,32 @@ const SPEC: CommandSpec = {
     },
     "allow-errors": {
       type: "boolean",
-      description: "Exit 0 even if bytes mismatched or connections failed.",
+      description:
+        "Exit 0 even if bytes mismatched or connections failed (--udp: datagrams came back corrupted).",
+    },
+    udp: {
+      type: "boolean",
+      description:
+        "UDP echo: each of -c flows sends sequence-numbered datagrams of -s bytes (24 to 65507, header included) at --rate and checks each one back.",
+    },
+    count: {
+      type: "string",
+      arg: "N",
+      description:
+        "--udp: send at most N datagrams a flow (the run still ends at --duration).",
+    },
+    "loss-timeout": {
+      type: "string",
+      default: "1",
+      arg: "SECONDS",
+      description:
+        "--udp: a datagram not back intact this long after it was sent is lost (one back later is late).",
+    },
+    "max-loss": {
+      type: "string",
+      arg: "PERCENT",
+      description:
+        "--udp: exit 1 when more than PERCENT of the datagrams are lost; default loss is only reported.",
     },
   },
   epilog: `Exit status: 0 when every connection came up and every byte came back
@@ -1505,6 +1508,15 @@ intact, 1 otherwise (or with --allow-errors, only when nothing could connect),
 2 on a usage mistake. Progress goes to stderr: one live line on a terminal,
 a line a second otherwise. Ctrl-C (or SIGTERM, SIGHUP) ends the run early and
 still reports; a second one stops at once (exit 130).
+
+--udp: every flow is a socket sending at --rate datagrams a second (default
+${DEFAULT_UDP_RATE}: 1 ms apart, what a millisecond timer keeps; with no pacing UDP
+load measures how fast socket buffers overflow); --rate 0 floods, and the report
+says so. Counted: sent, received, lost (not back intact within --loss-timeout;
+lost_packets, lost_percent as iperf3), late, duplicated, reordered
+(out_of_order), corrupted; RTT percentiles and RFC 3550 jitter (jitter_ms).
+Loss is reported, not an error, unless above --max-loss; exit 1 also when
+nothing came back or something came back corrupted.
 
 The connect phase (TCP connect, plus the TLS handshake with --tls) has its own
 percentiles and connects/s in the report: with --tls -c 0 --idle N, connects/s
@@ -1517,6 +1529,7 @@ Examples:
   deno run --allow-net=127.0.0.1 tools/load.ts -p 39304 -c 50 --rate 1000 --json
   deno run --allow-net=localhost --allow-read=ca.pem tools/load.ts --host localhost -p 39304 --tls --ca ca.pem
   deno run --allow-net=127.0.0.1 --allow-read=ca.pem tools/load.ts -p 39304 --tls --ca ca.pem -c 0 --idle 2000 --connect-rate 500
+  deno run --allow-net=127.0.0.1 tools/load.ts -p 39304 --udp -c 10 --rate 500 --max-loss 1
   deno run --allow-net=unix:/tmp/echo.sock --allow-read=/tmp/echo.sock --allow-write=/tmp/echo.sock tools/load.ts --unix /tmp/echo.sock`,
 };
 
@@ -1527,16 +1540,129 @@ Examples:
  *
  * @throws {UsageError} Naming the option and the range.
  */
-function parseRate(value: unknown, name: string, what: string): number {
+function parseRate(
+  value: unknown,
+  name: string,
+  what: string,
+  zero?: string,
+): number {
   if (value === undefined) return 0;
   const text = String(value);
   const rate = /^\s*(\d+(\.\d*)?|\.\d+)\s*$/.test(text) ? Number(text) : NaN;
+  if (zero !== undefined && rate === 0) return 0;
   if (!(rate >= 0.001 && rate <= 1_000_000)) {
     throw new UsageError(
-      `Cannot parse ${name} "${text}": expected 0.001 to 1000000 ${what} per second`,
+      `Cannot parse ${name} "${text}": expected ${
+        zero === undefined ? "" : `0 (${zero}) or `
+      }0.001 to 1000000 ${what} per second`,
     );
   }
   return rate;
+}
+
+/** The TCP options that mean nothing over UDP, with their defaults. */
+const TCP_ONLY: Record<string, string | undefined> = {
+  tls: undefined,
+  unix: undefined,
+  mode: "pingpong",
+  window: "262144",
+  engine: "auto",
+  idle: "0",
+  ramp: "100",
+  "connect-rate": undefined,
+  "connect-timeout": "5",
+  "drain-timeout": "5",
+};
+
+/**
+ * The UDP mode's command line (`--udp`): checks its options, runs
+ * {@linkcode runUdpLoad}, prints the report; returns the exit code.
+ */
+async function udpMain(
+  v: Record<string, string | boolean | (string | boolean)[] | undefined>,
+): Promise<number> {
+  for (const [name, byDefault] of Object.entries(TCP_ONLY)) {
+    const value = v[name];
+    if (value !== undefined && value !== false && String(value) !== byDefault) {
+      throw new UsageError(
+        `--${name} and --udp do not combine: ${
+          name === "tls"
+            ? "DTLS is not supported"
+            : name === "unix"
+            ? "datagrams go to a HOST:PORT"
+            : "it is an option of the TCP modes"
+        }`,
+      );
+    }
+  }
+  const hostname = parseHost(v.host, "--host");
+  const port = parseInteger(v.port, "--port", 1, 65535);
+  const flows = parseInteger(v.connections, "--connections", 1, MAX_FLOWS);
+  const size = parseInteger(v.size, "--size", UDP_HEADER, MAX_DATAGRAM);
+  const rate = v.rate === undefined
+    ? DEFAULT_UDP_RATE
+    : parseRate(v.rate, "--rate", "datagrams", "flood");
+  const count = v.count === undefined
+    ? 0
+    : parseInteger(v.count, "--count", 1, 1_000_000_000);
+  const duration = parseSeconds(v.duration, "--duration");
+  const lossTimeout = parseSeconds(v["loss-timeout"], "--loss-timeout");
+  let maxLoss: number | undefined;
+  if (v["max-loss"] !== undefined) {
+    const text = String(v["max-loss"]);
+    maxLoss = /^\s*(\d+(\.\d*)?|\.\d+)\s*$/.test(text) ? Number(text) : NaN;
+    if (!(maxLoss >= 0 && maxLoss <= 100)) {
+      throw new UsageError(
+        `Cannot parse --max-loss "${text}": expected 0 to 100 percent`,
+      );
+    }
+  }
+  const quiet = v.quiet === true;
+  const live = !quiet && Deno.stderr.isTerminal();
+  const encoder = new TextEncoder();
+  let shown = false;
+  using shutdown = shutdownSignal();
+  let report: UdpLoadReport;
+  try {
+    report = await runUdpLoad({
+      hostname,
+      port,
+      flows,
+      size,
+      rate,
+      count,
+      duration,
+      lossTimeout,
+      maxLoss,
+      signal: shutdown.signal,
+      progressInterval: live ? 250 : 1_000,
+      onProgress: quiet ? undefined : (p) => {
+        if (live) {
+          Deno.stderr.writeSync(
+            encoder.encode(`\r\x1b[K${formatUdpProgress(p)}`),
+          );
+          shown = true;
+        } else {
+          console.error(formatUdpProgress(p));
+        }
+      },
+    });
+  } catch (error) {
+    // A name that does not resolve: a runtime failure, not a usage one.
+    if (error instanceof RangeError) throw new CliError(error.message);
+    throw error;
+  }
+  if (shown) Deno.stderr.writeSync(encoder.encode("\r\x1b[K"));
+  console.log(
+    v.json === true ? JSON.stringify(report) : formatUdpReport(report),
+  );
+  if (report.ok) return 0;
+  // --allow-errors forgives corruption, never a loss above --max-loss or
+  // a run where nothing came back.
+  return v["allow-errors"] === true && report.received > 0 &&
+      !report.lossExceeded
+    ? 0
+    : 1;
 }
 
 /**
@@ -1549,6 +1675,13 @@ export async function main(args: string[]): Promise<number> {
   const parsed = parseCommandLine(args, SPEC);
   if (!parsed) return 0;
   const v = parsed.values;
+  if (v.udp === true) return await udpMain(v);
+  for (const name of ["count", "max-loss"]) {
+    if (v[name] !== undefined) throw new UsageError(`--${name} needs --udp`);
+  }
+  if (v["loss-timeout"] !== "1") {
+    throw new UsageError("--loss-timeout needs --udp");
+  }
   const mode = String(v.mode);
   if (mode !== "pingpong" && mode !== "stream") {
     throw new UsageError(

@@ -1,0 +1,97 @@
+/**
+ * What every report of the load generator shares, TCP and UDP alike: the
+ * latency summary taken from a {@linkcode LatencyHistogram}, and the way
+ * numbers are rounded and printed. One place, so that both modes say a
+ * percentile and a count the same way.
+ *
+ * Private to this package: `tools/load.ts` re-exports the types.
+ *
+ * @module
+ */
+
+import type { LatencyHistogram } from "./_histogram.ts";
+
+/** A latency summary (round trips, or connects), in milliseconds. */
+export interface LatencySummary {
+  /** Messages (or connects) timed. */
+  samples: number;
+  /** Fastest. */
+  min: number;
+  /** Mean. */
+  mean: number;
+  /** Median. */
+  p50: number;
+  /** 90th percentile. */
+  p90: number;
+  /** 99th percentile. */
+  p99: number;
+  /** 99.9th percentile. */
+  p999: number;
+  /** Slowest. */
+  max: number;
+}
+
+/** The percentiles of `h`, to 0.1 µs. */
+export function summarize(h: LatencyHistogram): LatencySummary {
+  return {
+    samples: h.count,
+    min: round(h.min, 4),
+    mean: round(h.mean, 4),
+    p50: round(h.percentile(50), 4),
+    p90: round(h.percentile(90), 4),
+    p99: round(h.percentile(99), 4),
+    p999: round(h.percentile(99.9), 4),
+    max: round(h.max, 4),
+  };
+}
+
+/** `value` rounded to `digits` decimal places. */
+export function round(value: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(value * f) / f;
+}
+
+/** Formats a count with thousands separators. */
+export function count(n: number): string {
+  return Math.round(n).toLocaleString("en-US");
+}
+
+/** The percentiles of a summary as the reports print them. */
+export function formatPercentiles(l: LatencySummary): string {
+  return `p50 ${l.p50}  p90 ${l.p90}  p99 ${l.p99}  p99.9 ${l.p999}  max ${l.max}`;
+}
+
+/** What this process used of the CPU during a run. */
+export interface CpuReport {
+  /** User time, ms. */
+  userMs: number;
+  /** System time, ms. */
+  systemMs: number;
+  /** (user + system) / wall time, in percent of one core. */
+  percent: number;
+}
+
+/**
+ * The CPU report of a run from `process.cpuUsage()`'s difference (µs) over
+ * `seconds` of wall time.
+ */
+export function cpuReport(
+  usage: { user: number; system: number },
+  seconds: number,
+): CpuReport {
+  const cpuMs = (usage.user + usage.system) / 1000;
+  return {
+    userMs: Math.round(usage.user / 1000),
+    systemMs: Math.round(usage.system / 1000),
+    percent: Math.round((cpuMs / (seconds * 1000)) * 100),
+  };
+}
+
+/** The report's line on the load generator's own CPU. */
+export function formatCpu(cpu: CpuReport): string {
+  return `load generator CPU: ${cpu.percent}% of one core (user ${cpu.userMs} ms, system ${cpu.systemMs} ms)${
+    cpu.percent >= 90
+      ? ": saturated, so the figures may be the generator's limit, not the server's"
+      : ""
+  }`;
+}
