@@ -69,6 +69,12 @@ export const TARGETS: CompileTarget[] = [
     permissions: ["--allow-net", "--allow-run=netstat"],
   },
   { script: "tools/load.ts", name: "load", permissions: ["--allow-net"] },
+  {
+    script: "servers/udp_echo.ts",
+    name: "udp_echo",
+    permissions: ["--allow-net"],
+    flags: ["--unstable-net"],
+  },
 ];
 
 /** Deno's target triple for this machine, as denort's file name uses it. */
