@@ -16,7 +16,13 @@ import { type EchoServer, formatStats } from "./servers/_echo.ts";
 import { serveCompletionEcho } from "./servers/completion_echo.ts";
 import { serveSelectEcho } from "./servers/select_echo.ts";
 import { serveSequential } from "./servers/sequential.ts";
-import { formatReport, runLoad } from "./tools/load.ts";
+import { formatUdpStats, serveUdpEcho } from "./servers/udp_echo.ts";
+import {
+  formatReport,
+  formatUdpReport,
+  runLoad,
+  runUdpLoad,
+} from "./tools/load.ts";
 
 /** Prints `text` under a heading. */
 function section(title: string): void {
@@ -53,6 +59,34 @@ async function conversation(
   await server.finished;
 }
 
+/** The UDP echo server under 1 s of paced datagrams, loss counted. */
+async function udpUnderLoad(): Promise<boolean> {
+  section(
+    "UDP echo server (servers/udp_echo.ts), 10 flows of 1,000 datagrams/s for 1 s",
+  );
+  const server = await serveUdpEcho({
+    port: 0,
+    log: (line) => console.log(`server | ${line}`),
+  });
+  console.log(`server | listening on ${formatAddr(server.addr)}`);
+  let ok = false;
+  try {
+    const report = await runUdpLoad({
+      port: server.addr.port,
+      flows: 10,
+      rate: 1_000,
+      duration: 1_000,
+    });
+    for (const line of formatUdpReport(report).split("\n")) {
+      console.log(`load   | ${line}`);
+    }
+    ok = report.ok;
+  } finally {
+    console.log(`server | ${formatUdpStats(await server.close())}`);
+  }
+  return ok;
+}
+
 /** One echo server under a short pingpong load, then its final stats. */
 async function underLoad(title: string, server: EchoServer): Promise<boolean> {
   section(title);
@@ -79,7 +113,7 @@ const COMMAND: CommandSpec = {
   name: "demo.ts",
   summary: "The main job: the notes' Test Server and Test Client talk on an " +
     "ephemeral port of 127.0.0.1, in the clear and over TLS (the tests' " +
-    "throwaway CA), then each echo server runs 1 s under a " +
+    "throwaway CA), then each echo server (TCP, then UDP) runs 1 s under a " +
     "load that checks every byte.",
   options: {},
   epilog: "Exit status: 0 when every byte came back, 1 otherwise, 2 on a " +
@@ -110,6 +144,7 @@ async function main(args: string[]): Promise<number> {
       "I/O completion port echo server (servers/completion_echo.ts), 50 connections for 1 s",
       await serveCompletionEcho({ port: 0, log }),
     ),
+    await udpUnderLoad(),
   ];
   return results.every(Boolean) ? 0 : 1;
 }
