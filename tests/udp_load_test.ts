@@ -2,14 +2,14 @@
  * Tests of `tools/load.ts --udp` with real sockets: against a faulty UDP echo
  * written here (it drops, duplicates, swaps, damages and delays datagrams by
  * their sequence number) every count of the report is exactly right; nothing
- * listening is a clear report; IPv6; `--max-loss`; and socat's UDP echo, a
- * peer nobody here wrote.
+ * listening is a clear report; IPv6; `--max-loss`; the project's
+ * `servers/udp_echo.ts`; and socat's UDP echo, a peer nobody here wrote.
  *
  * @module
  */
 
 import assert from "node:assert/strict";
-import { runScript } from "./_helpers.ts";
+import { Running, runScript } from "./_helpers.ts";
 import type { UdpLoadReport } from "../tools/load.ts";
 
 const LOAD = "tools/load.ts";
@@ -98,6 +98,30 @@ function faultyEcho(
     },
   };
 }
+
+Deno.test("load.ts --udp finds every datagram intact through servers/udp_echo.ts", async () => {
+  await using server = new Running("servers/udp_echo.ts", ["--port", "0"]);
+  const port = await server.port();
+  const { code, report } = await udpLoad([
+    "-p",
+    String(port),
+    "-c",
+    "4",
+    "-s",
+    "1200",
+    "--count",
+    "50",
+    "--rate",
+    "200",
+  ]);
+  assert.equal(report.sent, 200);
+  assert.equal(report.received, 200, JSON.stringify(report));
+  assert.equal(report.corrupted + report.duplicated + report.late, 0);
+  assert.equal(code, 0);
+  const out = await server.stop("SIGTERM");
+  // The server saw exactly what the load sent.
+  assert.match(out.stdout + out.stderr, /200 datagrams in \(240000 bytes\)/);
+});
 
 /** A port nothing listens on: bound and closed. */
 function freeUdpPort(hostname = "127.0.0.1"): number {
