@@ -321,9 +321,40 @@ Deno.test("load.ts --udp --max-loss fails a run only above it", async () => {
   );
 });
 
-Deno.test("load.ts --udp --rate 0 floods and says so", async () => {
-  await using echo = faultyEcho(() => "echo");
+Deno.test("load.ts --udp --rate 0 floods, says so, and tracks every datagram", async () => {
+  // Half a second of flood: tens of thousands of datagrams a flow, so each
+  // flow's ring (4,096 slots to start) grows while datagrams are in flight.
+  // Loss is whatever the buffers drop, but every datagram is accounted
+  // for: none mistaken for late, duplicated or corrupted.
+  await using echo = faultyEcho((seq) => seq % 4 === 3 ? "drop" : "echo");
   const out = await runScript(LOAD, [
+    "--udp",
+    "-p",
+    String(echo.port),
+    "-c",
+    "2",
+    "--rate",
+    "0",
+    "-d",
+    "0.5",
+    "--loss-timeout",
+    "0.5",
+    "--json",
+    "-q",
+  ]);
+  const report: UdpLoadReport = JSON.parse(out.stdout);
+  assert.equal(report.flood, true);
+  assert.ok(report.sent > 8192, `only ${report.sent} sent`);
+  assert.equal(report.received + report.lost, report.sent);
+  assert.ok(report.lost >= report.sent / 4 - 2, JSON.stringify(report));
+  assert.equal(
+    report.late + report.duplicated + report.corrupted + report.foreign,
+    0,
+    JSON.stringify(report),
+  );
+  assert.ok(report.received > 0);
+  assert.equal(out.code, 0, out.stdout);
+  const text = await runScript(LOAD, [
     "--udp",
     "-p",
     String(echo.port),
@@ -332,12 +363,32 @@ Deno.test("load.ts --udp --rate 0 floods and says so", async () => {
     "--rate",
     "0",
     "--count",
-    "500",
+    "100",
     "-q",
   ]);
-  assert.match(out.stdout, /flooding \(--rate 0: as fast as the sockets/);
-  assert.match(out.stdout, /^datagrams: 500 sent, /m);
-  assert.equal(out.code, 0, out.stdout);
+  assert.match(text.stdout, /flooding \(--rate 0: as fast as the sockets/);
+  assert.match(text.stdout, /^datagrams: 100 sent, /m);
+});
+
+Deno.test("load.ts --udp ends early on SIGINT and still reports", async () => {
+  await using echo = faultyEcho(() => "echo");
+  await using proc = new Running(LOAD, [
+    "--udp",
+    "-p",
+    String(echo.port),
+    "-c",
+    "2",
+    "-d",
+    "60",
+    "--json",
+  ]);
+  await proc.waitForStderr(/running/);
+  const out = await proc.stop("SIGINT");
+  assert.equal(out.code, 0, out.stderr);
+  const report: UdpLoadReport = JSON.parse(out.stdout);
+  assert.ok(report.seconds < 60, `${report.seconds}`);
+  assert.ok(report.received > 0);
+  assert.equal(report.received + report.lost, report.sent);
 });
 
 /** Whether a UDP socket binds ::1 here. */
