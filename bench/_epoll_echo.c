@@ -5,6 +5,8 @@
  *
  * Usage: _epoll_echo PORT   (0 picks a free port); prints
  * "listening on 127.0.0.1:PORT", stops on SIGTERM or SIGINT.
+ * _epoll_echo PORT udp: the UDP echo instead, a blocking recvfrom/sendto
+ * loop on one socket (one socket needs no epoll).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -39,13 +41,40 @@ static void drop(int ep, struct conn *c) {
   free(c);
 }
 
+/* Sends every datagram back to its sender until a signal ends recvfrom. */
+static int udp_echo(int port) {
+  int s = socket(AF_INET, SOCK_DGRAM, 0);
+  struct sockaddr_in a = {0};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(s, (struct sockaddr *)&a, sizeof a)) {
+    perror("bind");
+    return 1;
+  }
+  socklen_t al = sizeof a;
+  getsockname(s, (struct sockaddr *)&a, &al);
+  printf("listening on 127.0.0.1:%d\n", ntohs(a.sin_port));
+  fflush(stdout);
+  static char buf[65536];
+  while (!stop) {
+    struct sockaddr_storage from;
+    socklen_t fl = sizeof from;
+    ssize_t n = recvfrom(s, buf, sizeof buf, 0, (struct sockaddr *)&from, &fl);
+    if (n < 0) continue; /* EINTR from the signal, or an ICMP error */
+    sendto(s, buf, n, 0, (struct sockaddr *)&from, fl);
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
   int port = argc > 1 ? atoi(argv[1]) : 0;
   signal(SIGPIPE, SIG_IGN);
-  struct sigaction sa = {0};
+  struct sigaction sa = {0}; /* no SA_RESTART: a signal ends recvfrom */
   sa.sa_handler = on_signal;
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
+  if (argc > 2 && strcmp(argv[2], "udp") == 0) return udp_echo(port);
   int ls = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
   int one = 1;
   setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);

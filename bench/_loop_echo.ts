@@ -9,7 +9,9 @@
  * with `--tls --cert FILE --key FILE` (and `--allow-read` of both), or with
  * `--unix PATH` (and `--allow-net=unix:PATH --allow-read=PATH
  * --allow-write=PATH`); prints `listening on HOST:PORT` (or the path), stops
- * on SIGTERM or SIGINT.
+ * on SIGTERM or SIGINT. With `--udp` (and `--unstable-net`) it is the UDP
+ * echo a user writes by hand instead: one `Deno.listenDatagram` socket, a
+ * `receive`/`send` loop from one buffer.
  *
  * @module
  */
@@ -41,6 +43,27 @@ async function echo(conn: Deno.Conn): Promise<void> {
       conn.close();
     } catch {
       // Already closed.
+    }
+  }
+}
+
+/**
+ * The UDP echo: receive a datagram into the one buffer, send it back, repeat
+ * (the send is awaited before the next receive overwrites the buffer).
+ */
+async function udpEcho(conn: Deno.DatagramConn): Promise<void> {
+  const buf = new Uint8Array(65_536);
+  for (;;) {
+    let datagram: Uint8Array, from: Deno.Addr;
+    try {
+      [datagram, from] = await conn.receive(buf);
+    } catch {
+      return; // closed by a signal
+    }
+    try {
+      await conn.send(datagram, from);
+    } catch {
+      // One peer's ICMP unreachable stops nothing.
     }
   }
 }
@@ -79,6 +102,20 @@ async function endpointOf(args: string[]): Promise<ListenEndpoint> {
 
 /** Serves until SIGTERM/SIGINT. */
 export async function main(args: string[]): Promise<number> {
+  if (args.includes("--udp")) {
+    const port = parsePort(value(args, "--port") ?? "0");
+    const conn = Deno.listenDatagram({
+      transport: "udp",
+      hostname: "127.0.0.1",
+      port,
+    });
+    printListening(conn.addr as Addr);
+    const stop = () => conn.close();
+    Deno.addSignalListener("SIGTERM", stop);
+    Deno.addSignalListener("SIGINT", stop);
+    await udpEcho(conn);
+    return 0;
+  }
   using listener = await listen(await endpointOf(args));
   printListening(listener.addr as Addr);
   const stop = () => listener.close();
