@@ -15,6 +15,16 @@
  * where it cannot be built), against issue 11's targets: at least Node's
  * `tls` echo over TLS, at least the server's own TCP rate over Unix.
  *
+ * A third table takes the UDP echoes (the project's servers/udp_echo.ts, a
+ * plain `receive`/`send` loop, Node's `dgram`, a C `recvfrom`/`sendto` loop)
+ * with 64-byte datagrams over 50 flows: one datagram in flight a flow
+ * (closed loop) and at a fixed rate with loss counted, both by a C client
+ * (bench/_udp_load.c: `tools/load.ts --udp` sends on a schedule and never
+ * waits for an echo, so it has no closed loop), and at load.ts's own
+ * default rate by `tools/load.ts --udp`, whose row against the C server is
+ * its ceiling. Issue 12's target: the project's server at least the loop's
+ * rate, with no loss.
+ *
  * @module
  */
 
@@ -27,7 +37,7 @@ import {
   runMain,
   UsageError,
 } from "../_cli.ts";
-import type { LoadReport } from "../tools/load.ts";
+import type { LoadReport, UdpLoadReport } from "../tools/load.ts";
 import { parseListeningLine } from "../_net.ts";
 import { ECHO_RUNTIME_ENV, ECHO_V8_FLAGS } from "../servers/_echo.ts";
 
@@ -40,8 +50,17 @@ const TLS_KEY = `${TLS_DIR}/server-rsa.key`;
 const TLS_CA = `${TLS_DIR}/ca.pem`;
 
 /** How a case reaches its server. */
-type Transport = "tcp" | "tls" | "unix";
-const TRANSPORTS: readonly Transport[] = ["tcp", "tls", "unix"];
+type Transport = "tcp" | "tls" | "unix" | "udp";
+const TRANSPORTS: readonly Transport[] = ["tcp", "tls", "unix", "udp"];
+/** The transports of a stream: every server but the UDP ones serves them. */
+const STREAMS: readonly Transport[] = ["tcp", "tls", "unix"];
+
+/** Flows of every UDP case, each a socket of its own. */
+const UDP_FLOWS = 50;
+/** Datagrams a second a flow of load.ts --udp: its default, 50,000 in all. */
+const UDP_LOAD_RATE = 1_000;
+/** Most datagrams a flow of the C client sends, whatever the duration. */
+const UDP_MAX_PER_FLOW = 1_000_000;
 
 /** Clients of the handshake case, each connecting in a loop. */
 const HANDSHAKE_CLIENTS = 20;
@@ -80,6 +99,11 @@ interface CaseSpec {
   rss?: number;
   /** Show a p99 latency column beside the throughput. */
   p99?: boolean;
+  /**
+   * A UDP case: by the C client (`c`) or by load.ts --udp (`load`), at
+   * `rate` datagrams a second a flow (0: one in flight, closed loop).
+   */
+  udp?: { client: "c" | "load"; rate: number };
 }
 
 /** What one server did in one case. */
@@ -89,10 +113,45 @@ interface Cell {
   handshake?: HandshakeReport;
   /** RSS per held connection, KB. */
   rssKb?: number;
+  /** What a UDP client reported. */
+  udp?: UdpFigures;
   /** Server CPU over the run, percent of one core. */
   serverCpu?: number;
   /** Why there is no figure. */
   error?: string;
+}
+
+/** A UDP run's figures, from the C client or from load.ts --udp. */
+interface UdpFigures {
+  /** Datagrams back intact within the loss timeout, per second. */
+  messagesPerSecond: number;
+  /** Datagrams sent per second. */
+  sentPerSecond: number;
+  sent: number;
+  /** Not back intact within the loss timeout (1 s). */
+  lost: number;
+  lostPercent: number;
+  /** Round trip, ms. */
+  p99: number;
+  /** The client's CPU, percent of one core. */
+  cpuPercent: number;
+  /** What the client found wrong beside loss (corrupted datagrams). */
+  errors: string[];
+}
+
+/** What bench/_udp_load.c prints. */
+interface UdpClientReport {
+  seconds: number;
+  sent: number;
+  received: number;
+  lost: number;
+  corrupted: number;
+  sendErrors: number;
+  messagesPerSecond: number;
+  sentPerSecond: number;
+  lostPercent: number;
+  rtt: { p50: number; p99: number; max: number };
+  cpuPercent: number;
 }
 
 /** What bench/_tls_handshake.c (or bench/_handshake_load.mjs) prints. */
@@ -147,10 +206,17 @@ const SPEC: CommandSpec = {
     },
     transports: {
       type: "string",
-      default: "tcp,tls,unix",
+      default: "tcp,tls,unix,udp",
       arg: "LIST",
       description:
-        "Comma-separated transports to run: tcp (the main matrix), tls, unix (which runs the TCP 50-connection case too: its yardstick).",
+        "Comma-separated transports to run: tcp (the main matrix), tls, unix (which runs the TCP 50-connection case too: its yardstick), udp.",
+    },
+    "udp-rate": {
+      type: "string",
+      default: "2000",
+      arg: "N",
+      description:
+        `Datagrams a second a flow in the C client's fixed-rate UDP case (${UDP_FLOWS} flows).`,
     },
   },
   epilog:
@@ -160,7 +226,9 @@ select (servers/select_echo.ts), completion-1 and completion-2
 pipe (bench/_pipe_echo.ts). A missing file or tool is skipped with a note.
 Over TLS (RSA-2048, ${TLS_CERT}): loop, select, completion-1,
 completion-2 and node (Node's tls); over a Unix socket (in a mktemp -d
-directory): loop, select, completion-1 and node.
+directory): loop, select, completion-1 and node. Over UDP: c, loop, node
+(Node's dgram) and udp-echo (servers/udp_echo.ts), with bench/_udp_load.c
+(built with gcc) and tools/load.ts --udp as clients.
 
 Needs an open-files limit of 10,100 in each process (server and load) for the
 10,000-connection cases; the bench raises the soft limit up to the hard one,
@@ -501,6 +569,127 @@ interface Runner {
   seconds: number;
   /** The handshake client, or why there is none. */
   handshake: HandshakeClient | string;
+  /** The built bench/_udp_load.c, or why there is none. */
+  udpClient: { path: string } | string;
+}
+
+/**
+ * Runs bench/_udp_load.c against `port`: UDP_FLOWS flows of 64-byte
+ * datagrams, one in flight each (`rate` 0) or `rate` a second each.
+ */
+async function runUdpClient(
+  run: Runner,
+  port: number,
+  rate: number,
+): Promise<{ seconds: number; figures: UdpFigures }> {
+  if (typeof run.udpClient === "string") throw new Error(run.udpClient);
+  const argv = wrap(
+    [
+      run.udpClient.path,
+      String(port),
+      String(UDP_FLOWS),
+      String(run.seconds),
+      String(rate),
+      "64",
+      String(UDP_MAX_PER_FLOW),
+    ],
+    run.loadCpu,
+    1024,
+  );
+  const out = await new Deno.Command(argv[0]!, {
+    args: argv.slice(1),
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout).trim();
+  if (!text.startsWith("{")) {
+    const err = new TextDecoder().decode(out.stderr).trim().split("\n")[0];
+    throw new Error(err || `bench/_udp_load.c exited ${out.code}`);
+  }
+  const r: UdpClientReport = JSON.parse(text);
+  const errors = [
+    ...(r.corrupted ? [`${r.corrupted} datagrams came back corrupted`] : []),
+    ...(r.sendErrors ? [`${r.sendErrors} sends failed`] : []),
+    ...(r.received === 0 ? ["nothing came back"] : []),
+  ];
+  return {
+    seconds: r.seconds,
+    figures: {
+      messagesPerSecond: r.messagesPerSecond,
+      sentPerSecond: r.sentPerSecond,
+      sent: r.sent,
+      lost: r.lost,
+      lostPercent: r.lostPercent,
+      p99: r.rtt.p99,
+      cpuPercent: r.cpuPercent,
+      errors,
+    },
+  };
+}
+
+/** Runs tools/load.ts --udp against `port` at `rate` datagrams a second a flow. */
+async function runUdpLoadProcess(
+  run: Runner,
+  port: number,
+  rate: number,
+): Promise<{ seconds: number; figures: UdpFigures }> {
+  const argv = wrap(
+    [
+      Deno.execPath(),
+      "run",
+      "--quiet",
+      "--unstable-net",
+      "--allow-net=127.0.0.1",
+      "tools/load.ts",
+      "--udp",
+      "--port",
+      String(port),
+      "-c",
+      String(UDP_FLOWS),
+      "-s",
+      "64",
+      "--rate",
+      String(rate),
+      // Bounded in count as in time.
+      "--count",
+      String(Math.ceil(rate * run.seconds)),
+      "-d",
+      String(run.seconds),
+      "--json",
+      "--quiet",
+      "--allow-errors",
+    ],
+    run.loadCpu,
+    1024,
+  );
+  const out = await new Deno.Command(argv[0]!, {
+    args: argv.slice(1),
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout).trim();
+  if (!text.startsWith("{")) {
+    const err = new TextDecoder().decode(out.stderr).trim().split("\n")[0];
+    throw new Error(err || `load.ts --udp exited ${out.code}`);
+  }
+  const r: UdpLoadReport = JSON.parse(text);
+  return {
+    seconds: r.seconds,
+    figures: {
+      messagesPerSecond: r.receivedPerSecond,
+      sentPerSecond: r.sentPerSecond,
+      sent: r.sent,
+      lost: r.lost,
+      lostPercent: r.lostPercent,
+      p99: r.latency.p99,
+      cpuPercent: r.cpu.percent,
+      errors: r.ok ? [] : r.errors,
+    },
+  };
 }
 
 /** Runs one case against a started server. */
@@ -513,7 +702,14 @@ async function measure(c: CaseSpec, s: Started, run: Runner): Promise<Cell> {
   const cpu0 = await cpuSeconds(s.pid);
   let seconds: number;
   let cell: Cell;
-  if (c.handshake) {
+  if (c.udp) {
+    if ("path" in s.target) throw new Error("UDP needs a port");
+    const udp = c.udp.client === "c"
+      ? await runUdpClient(run, s.target.port, c.udp.rate)
+      : await runUdpLoadProcess(run, s.target.port, c.udp.rate);
+    seconds = udp.seconds;
+    cell = { udp: udp.figures };
+  } else if (c.handshake) {
     if (typeof run.handshake === "string") return { error: run.handshake };
     if ("path" in s.target) throw new Error("handshakes need a TCP port");
     const handshake = await runHandshakes(
@@ -548,6 +744,7 @@ async function measure(c: CaseSpec, s: Started, run: Runner): Promise<Cell> {
 function figure(cell: Cell): number | undefined {
   if (cell.rssKb !== undefined) return cell.rssKb;
   if (cell.handshake) return cell.handshake.handshakesPerSecond;
+  if (cell.udp) return cell.udp.messagesPerSecond;
   if (!cell.report) return undefined;
   return cell.report.mode === "stream"
     ? cell.report.megabytesPerSecond
@@ -563,6 +760,14 @@ function describeCell(cell: Cell): string {
     } handshakes/s, connect p50 ${h.connect.p50} ms p99 ${h.connect.p99} ms, CPU client ${h.cpuPercent}% server ${
       cell.serverCpu ?? "?"
     }%${h.failures ? `, ${h.failures} failed (${h.firstFailure})` : ""}`;
+  }
+  if (cell.udp) {
+    const u = cell.udp;
+    return `${fmtInt(u.messagesPerSecond)} msg/s back of ${
+      fmtInt(u.sentPerSecond)
+    } sent, ${u.lost} lost (${u.lostPercent}%), p99 ${u.p99} ms, CPU client ${u.cpuPercent}% server ${
+      cell.serverCpu ?? "?"
+    }%`;
   }
   const r = cell.report!;
   if (cell.rssKb !== undefined) return `${cell.rssKb.toFixed(2)} KB/conn`;
@@ -817,6 +1022,62 @@ function transportRows(
   return rows;
 }
 
+/**
+ * The rows of the UDP table, first row the header: per case the datagrams
+ * back a second (with the ratio to the `loop` row, and for the closed loop
+ * to `node`), what was lost, p99, and the CPU of client and server.
+ */
+function udpRows(
+  servers: string[],
+  cases: CaseSpec[],
+  results: Map<string, Map<string, Cell>>,
+): string[][] {
+  const ms = (n: number) => n < 10 ? n.toFixed(2) : n.toFixed(0);
+  const head = ["server"];
+  for (const c of cases) {
+    head.push(`${c.title} (x loop)`);
+    if (c.udp!.rate === 0) head.push("x node");
+    head.push("lost", "p99 ms", "CPU % client/server");
+  }
+  const rows: string[][] = [head];
+  for (const server of servers) {
+    const cells = results.get(server)!;
+    if (!cases.some((c) => cells.has(c.key))) continue;
+    const row = [server];
+    for (const c of cases) {
+      const cell = cells.get(c.key);
+      const width = c.udp!.rate === 0 ? 5 : 4;
+      const u = cell?.udp;
+      if (!u) {
+        row.push(...Array(width).fill(cell?.error ? "failed" : "-"));
+        continue;
+      }
+      const ratio = (base: Cell | undefined) => {
+        const bv = base?.udp?.messagesPerSecond;
+        return bv ? ` (${(u.messagesPerSecond / bv).toFixed(2)}x)` : "";
+      };
+      row.push(
+        `${fmtInt(u.messagesPerSecond)}${
+          ratio(results.get("loop")?.get(c.key))
+        }${u.errors.length ? " !" : ""}`,
+      );
+      if (c.udp!.rate === 0) {
+        const bv = results.get("node")?.get(c.key)?.udp?.messagesPerSecond;
+        row.push(bv ? `${(u.messagesPerSecond / bv).toFixed(2)}x` : "-");
+      }
+      row.push(
+        `${fmtInt(u.lost)} (${
+          u.lostPercent === 0 ? "0" : u.lostPercent.toFixed(3)
+        }%)`,
+        ms(u.p99),
+        `${u.cpuPercent}/${cell.serverCpu ?? "?"}`,
+      );
+    }
+    rows.push(row);
+  }
+  return rows;
+}
+
 function markdownTable(rows: string[][]): string {
   const [head, ...body] = rows;
   const lines = [
@@ -940,6 +1201,7 @@ export async function main(args: string[]): Promise<number> {
   }
   const d = String(seconds);
   const repeat = parseInteger(v.repeat, "--repeat", 1, 20);
+  const udpRate = parseInteger(v["udp-rate"], "--udp-rate", 1, 100_000);
   const transports = new Set<Transport>();
   for (const t of String(v.transports).split(",").map((s) => s.trim())) {
     if (!TRANSPORTS.includes(t as Transport)) {
@@ -1018,6 +1280,29 @@ export async function main(args: string[]): Promise<number> {
       transport: "unix",
       args: ["-c", "50", "-s", "64", "-d", d],
     },
+    {
+      key: "udp1",
+      title: `UDP ${UDP_FLOWS} flows, 1 in flight (C client) msg/s`,
+      transport: "udp",
+      args: [],
+      udp: { client: "c", rate: 0 },
+    },
+    {
+      key: "udprate",
+      title: `UDP ${UDP_FLOWS} x ${fmtInt(udpRate)}/s (C client) msg/s`,
+      transport: "udp",
+      args: [],
+      udp: { client: "c", rate: udpRate },
+    },
+    {
+      key: "udpload",
+      title: `UDP ${UDP_FLOWS} x ${
+        fmtInt(UDP_LOAD_RATE)
+      }/s (load.ts --udp) msg/s`,
+      transport: "udp",
+      args: [],
+      udp: { client: "load", rate: UDP_LOAD_RATE },
+    },
   ];
 
   // Open files: each process holds `held` + 50 sockets and a few more.
@@ -1090,7 +1375,7 @@ export async function main(args: string[]): Promise<number> {
     script: string,
     extra: string[] = [],
     flags: string[] = [],
-    over: readonly Transport[] = TRANSPORTS,
+    over: readonly Transport[] = STREAMS,
   ) =>
   (transport: Transport) => {
     if (!over.includes(transport)) return undefined;
@@ -1116,24 +1401,46 @@ export async function main(args: string[]): Promise<number> {
       ];
     return [Deno.execPath(), "run", "--quiet", ...flags, ...where, ...extra];
   };
+  // A UDP server may reach loopback peers only (Deno checks every send).
+  const udpDenoServer = (script: string, extra: string[]) =>
+    exists(script)
+      ? [
+        Deno.execPath(),
+        "run",
+        "--quiet",
+        "--unstable-net",
+        "--allow-net=127.0.0.1",
+        script,
+        "--port",
+        "0",
+        ...extra,
+      ]
+      : `${script} does not exist yet`;
   const hasGcc = await onPath("gcc");
   const hasNode = await onPath("node");
   const servers: ServerSpec[] = [
     {
       name: "c",
       about:
-        "bench/_epoll_echo.c: single-threaded C epoll loop, the fastest server here: its row shows what load.ts itself can reach",
+        "bench/_epoll_echo.c: single-threaded C epoll loop (over UDP a blocking recvfrom/sendto loop), the fastest server here: its row shows what load.ts itself can reach",
       command: (transport) => {
-        if (transport !== "tcp") return undefined;
+        if (transport !== "tcp" && transport !== "udp") return undefined;
         if (!hasGcc) return "gcc not found";
-        return [`${out}/epoll_echo`, "0"];
+        return [
+          `${out}/epoll_echo`,
+          "0",
+          ...(transport === "udp" ? ["udp"] : []),
+        ];
       },
     },
     {
       name: "loop",
       about:
-        "bench/_loop_echo.ts: per-connection conn.read/conn.write loop, 16 KiB buffer (the yardstick)",
-      command: denoServer("bench/_loop_echo.ts"),
+        "bench/_loop_echo.ts: per-connection conn.read/conn.write loop, 16 KiB buffer (the yardstick); over UDP one listenDatagram receive/send loop",
+      command: (transport) =>
+        transport === "udp"
+          ? udpDenoServer("bench/_loop_echo.ts", ["--udp"])
+          : denoServer("bench/_loop_echo.ts")(transport),
     },
     {
       name: "select",
@@ -1176,9 +1483,12 @@ export async function main(args: string[]): Promise<number> {
     {
       name: "node",
       about:
-        "bench/_node_echo.mjs: Node's net (tls over TLS), socket.pipe(socket)",
+        "bench/_node_echo.mjs: Node's net (tls over TLS), socket.pipe(socket); over UDP dgram, each message sent back",
       command: (transport) => {
         if (!hasNode) return "node not found on PATH";
+        if (transport === "udp") {
+          return ["node", "bench/_node_echo.mjs", "0", "--udp"];
+        }
         if (transport === "unix") {
           return ["node", "bench/_node_echo.mjs", "--unix", socket];
         }
@@ -1197,6 +1507,15 @@ export async function main(args: string[]): Promise<number> {
       about:
         "bench/_pipe_echo.ts: the docs' conn.readable.pipeTo(conn.writable)",
       command: denoServer("bench/_pipe_echo.ts", [], [], ["tcp"]),
+    },
+    {
+      name: "udp-echo",
+      about:
+        "servers/udp_echo.ts, as the README runs it (--allow-net=127.0.0.1, no runtime settings)",
+      command: (transport) =>
+        transport === "udp"
+          ? udpDenoServer("servers/udp_echo.ts", [])
+          : undefined,
     },
   ];
   let chosen = servers;
@@ -1265,6 +1584,26 @@ export async function main(args: string[]): Promise<number> {
     }
   }
 
+  // The UDP client: C, built here, or no C-client UDP case.
+  let udpClient: { path: string } | string = "not needed";
+  if (activeCases.some((c) => c.udp?.client === "c")) {
+    udpClient = "gcc not found: no C-client UDP case";
+    if (hasGcc) {
+      const cc = await new Deno.Command("gcc", {
+        args: ["-O2", "-o", `${out}/udp_load`, "bench/_udp_load.c"],
+        cwd: ROOT,
+        stdout: "null",
+        stderr: "piped",
+      }).output();
+      udpClient = cc.success
+        ? { path: `${out}/udp_load` }
+        : `bench/_udp_load.c did not build: ${
+          new TextDecoder().decode(cc.stderr).split("\n")[0]
+        }`;
+    }
+    if (typeof udpClient === "string") notes.push(udpClient);
+  }
+
   const started = performance.now();
   console.error(
     `bench: ${chosen.length} servers x ${activeCases.length} cases, ${d} s each${
@@ -1294,6 +1633,7 @@ export async function main(args: string[]): Promise<number> {
     const cases = activeCases.filter((c) =>
       argv.has(c.transport ?? "tcp") &&
       !(c.handshake && typeof handshake === "string") &&
+      !(c.udp?.client === "c" && typeof udpClient === "string") &&
       // Without the TCP matrix, TCP runs only as the yardstick of Unix.
       (transports.has("tcp") || c.key !== "pp50" || argv.has("unix"))
     );
@@ -1308,7 +1648,7 @@ export async function main(args: string[]): Promise<number> {
       r,
     ) => [r.spec.name, new Map(r.cases.map((c) => [c.key, []]))]),
   );
-  const run: Runner = { loadCpu, nofile, seconds, handshake };
+  const run: Runner = { loadCpu, nofile, seconds, handshake, udpClient };
   // A server that cannot start over a transport once will not start over it
   // for the next case: by "NAME/TRANSPORT".
   const broken = new Set<string>();
@@ -1346,7 +1686,9 @@ export async function main(args: string[]): Promise<number> {
           let cell: Cell;
           try {
             cell = await measure(c, s, run);
-            const errors = cell.report && !cell.report.ok
+            const errors = cell.udp?.errors.length
+              ? cell.udp.errors.join("; ")
+              : cell.report && !cell.report.ok
               ? cell.report.errors.join("; ")
               : cell.handshake?.failures
               ? `${cell.handshake.failures} handshakes failed, the first: ${cell.handshake.firstFailure}`
@@ -1393,7 +1735,13 @@ export async function main(args: string[]): Promise<number> {
     tcpCases,
     results,
   );
-  const overCases = activeCases.filter((c) => c.transport !== undefined);
+  const overCases = activeCases.filter((c) =>
+    c.transport === "tls" || c.transport === "unix"
+  );
+  const udpCases = activeCases.filter((c) => c.transport === "udp");
+  const udpTable = udpCases.length
+    ? udpRows(ran, udpCases, results)
+    : undefined;
   const overRows = overCases.length
     ? transportRows(ran, overCases, results)
     : undefined;
@@ -1413,14 +1761,18 @@ export async function main(args: string[]): Promise<number> {
         ? `; best of ${repeat} runs per case (RSS: median), rounds over all servers in turn`
         : ""
     }.`,
-    "",
-    markdownTable(rows),
-    "",
-    "Ratios are to the `loop` row. p99 is the round-trip latency of one",
-    "message (stream: of one 16 KiB write). `!` marks a run in which load.ts",
-    "found errors (see the notes). The last column is the CPU the load",
-    "generator and the server each used in the 50-connection case, in percent",
-    "of one core: the one near 100 set the pace.",
+    ...(rows.length > 1
+      ? [
+        "",
+        markdownTable(rows),
+        "",
+        "Ratios are to the `loop` row. p99 is the round-trip latency of one",
+        "message (stream: of one 16 KiB write). `!` marks a run in which load.ts",
+        "found errors (see the notes). The last column is the CPU the load",
+        "generator and the server each used in the 50-connection case, in percent",
+        "of one core: the one near 100 set the pace.",
+      ]
+      : []),
     ...(overRows && overRows.length > 1
       ? [
         "",
@@ -1439,6 +1791,24 @@ export async function main(args: string[]): Promise<number> {
         markdownTable(overRows),
       ]
       : []),
+    ...(udpTable && udpTable.length > 1
+      ? [
+        "",
+        `Over UDP, 64-byte datagrams over ${UDP_FLOWS} flows (a socket each):`,
+        "one datagram in flight a flow (the next sent when its echo is back),",
+        `then ${fmtInt(udpRate)} and ${
+          fmtInt(UDP_LOAD_RATE)
+        } datagrams a second a flow, open loop.`,
+        "The C client is bench/_udp_load.c (tools/load.ts --udp has no",
+        "closed loop: it sends on a schedule, or floods with --rate 0); the",
+        "load.ts row against `c` is the load generator's own ceiling. msg/s",
+        "counts datagrams back intact within 1 s; lost is what was not. p99 is",
+        "the round trip. Issue 12's target: udp-echo at 1.00x the loop or",
+        "more, with nothing lost.",
+        "",
+        markdownTable(udpTable),
+      ]
+      : []),
     "",
     ...ran.map((name) =>
       `- ${name}: ${servers.find((s) => s.name === name)!.about}`
@@ -1451,10 +1821,14 @@ export async function main(args: string[]): Promise<number> {
     `${out}/bench.svg`,
     svgChart(ran, tcpCases, results, `Echo servers, ${machine}`),
   );
-  console.log(textTable(rows));
+  if (rows.length > 1) console.log(textTable(rows));
   if (overRows && overRows.length > 1) {
     console.log(`\nover TLS (RSA-2048) and a Unix socket:`);
     console.log(textTable(overRows));
+  }
+  if (udpTable && udpTable.length > 1) {
+    console.log(`\nover UDP (${UDP_FLOWS} flows, 64-byte datagrams):`);
+    console.log(textTable(udpTable));
   }
   for (const n of notes) console.log(`note: ${n}`);
   console.log(
