@@ -391,6 +391,37 @@ Deno.test("load.ts --udp ends early on SIGINT and still reports", async () => {
   assert.equal(report.received + report.lost, report.sent);
 });
 
+Deno.test("load.ts --udp resolves a name; one that does not resolve is one line, exit 1", async () => {
+  await using echo = faultyEcho(() => "echo");
+  const { code, report } = await udpLoad([
+    "--host",
+    "localhost",
+    "-p",
+    String(echo.port),
+    "-c",
+    "1",
+    "--count",
+    "10",
+  ]);
+  assert.equal(report.target, `localhost:${echo.port}`);
+  assert.equal(report.received, 10, JSON.stringify(report));
+  assert.equal(code, 0);
+  const out = await runScript(LOAD, [
+    "--udp",
+    "--host",
+    "nosuch.invalid",
+    "-p",
+    String(echo.port),
+    "-q",
+  ]);
+  assert.equal(out.code, 1);
+  assert.equal(out.stdout, "");
+  assert.match(
+    out.stderr,
+    /^error: Cannot resolve "nosuch\.invalid": [^\n]+\n$/,
+  );
+});
+
 /** Whether a UDP socket binds ::1 here. */
 function haveIpv6(): boolean {
   try {

@@ -545,8 +545,15 @@ async function resolveTarget(hostname: string): Promise<string> {
   try {
     return (await dns.promises.lookup(bare)).address;
   } catch (error) {
+    const code = (error as { code?: unknown } | null)?.code;
     throw new RangeError(
-      `Cannot resolve "${hostname}": ${describeError(error)}`,
+      `Cannot resolve "${hostname}": ${
+        code === "EPERM"
+          ? `permission denied (it needs --allow-net=${bare})`
+          : code === "ENOTFOUND"
+          ? "no such name"
+          : describeError(error)
+      }`,
     );
   }
 }
