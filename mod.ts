@@ -108,6 +108,18 @@ export {
   type WaitOptions,
   type WaitResult,
 } from "./tools/netstat.ts";
+// tools/proxy.ts
+export {
+  formatProxyStats,
+  PROXY_BUFFER_SIZE,
+  type ProxyOptions,
+  type ProxyServer,
+  type ProxyStats,
+  type ProxyUpstream,
+  serveProxy,
+  type ToxicSpec,
+  type ToxicStream,
+} from "./tools/proxy.ts";
 // tools/load.ts
 export {
   type CpuReport,

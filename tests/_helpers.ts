@@ -40,6 +40,11 @@ export const SCRIPT_PERMISSIONS: Record<string, string[]> = {
     "--allow-net=127.0.0.1,[::1],localhost",
     "--allow-read=tests/fixtures/tls",
   ],
+  // The proxy reads the test certificates (--cert, --key, --upstream-ca).
+  "tools/proxy.ts": [
+    "--allow-net=127.0.0.1,[::1]",
+    "--allow-read=tests/fixtures/tls",
+  ],
   "tools/compile.ts": [
     "--allow-read",
     "--allow-env",

@@ -410,6 +410,59 @@ const TABLE: Record<string, ScriptRows> = {
       ],
     },
   },
+  "tools/proxy.ts": {
+    perms: SCRIPT_PERMISSIONS["tools/proxy.ts"]!,
+    base: [...SERVER_BASE, "--upstream", "127.0.0.1:1"],
+    options: {
+      ...SERVER_ENDPOINT_ROWS,
+      port: [...portRows("--port"), { args: ["-p", "-1"], says: PORT_RANGE }],
+      upstream: [
+        { args: ["--upstream", "127.0.0.1"], says: /expected HOST:PORT/ },
+        { args: ["--upstream", ":80"], says: /expected HOST:PORT/ },
+        { args: ["--upstream", "::1:80"], says: /in brackets/ },
+        { args: ["--upstream", "[::1]80"], says: /no colon between/ },
+        { args: ["--upstream", "127.0.0.1:0"], says: /1 to 65535/ },
+        { args: ["--upstream", "127.0.0.1:70000"], says: /1 to 65535/ },
+        { args: ["--upstream=-1"], says: /expected HOST:PORT/ },
+      ],
+      "upstream-unix": [
+        { args: ["--upstream-unix="], says: /expected a socket path/ },
+        { args: ["--upstream-unix", "/tmp/x.sock"], says: /do not combine/ },
+      ],
+      "upstream-tls": [
+        ...flagRows("--upstream-tls"),
+        {
+          args: ["--upstream-tls", "--upstream-unix", "/tmp/x.sock"],
+          says: /do not combine/,
+        },
+      ],
+      "upstream-ca": [
+        { args: ["--upstream-ca", "ca.pem"], says: /needs --upstream-tls/ },
+      ],
+      "upstream-server-name": [
+        {
+          args: ["--upstream-server-name", "localhost"],
+          says: /needs --upstream-tls/,
+        },
+        ...hostRows("--upstream-server-name").map((row) => ({
+          ...row,
+          args: ["--upstream-tls", ...row.args],
+        })),
+      ],
+      "connect-timeout": durationRows("--connect-timeout"),
+      toxic: [
+        { args: ["--toxic", "bandwidth:rate=10"], says: /Unknown toxic type/ },
+        { args: ["--toxic", "latency:delay=5"], says: /Unknown attribute/ },
+        { args: ["--toxic", "latency:latency=-5"], says: /whole number/ },
+        { args: ["--toxic", "latency:latency=1.5"], says: /whole number/ },
+        { args: ["--toxic", "latency:latency"], says: /expected KEY=VALUE/ },
+        { args: ["--toxic", "latency:stream=up"], says: /upstream or down/ },
+        { args: ["--toxic", "latency:toxicity=2"], says: /expected 0 to 1/ },
+        { args: ["--toxic", "limit_data:toxicity=x"], says: /0 to 1/ },
+      ],
+      seed: countRows("--seed", 0, 2 ** 32 - 1),
+    },
+  },
   "tools/compile.ts": {
     perms: SCRIPT_PERMISSIONS["tools/compile.ts"]!,
     base: [],

@@ -75,6 +75,7 @@ export const TARGETS: CompileTarget[] = [
     permissions: ["--allow-net"],
     flags: ["--unstable-net"],
   },
+  { script: "tools/proxy.ts", name: "proxy", permissions: ["--allow-net"] },
 ];
 
 /** Deno's target triple for this machine, as denort's file name uses it. */

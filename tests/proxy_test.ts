@@ -1,0 +1,455 @@
+/**
+ * tools/proxy.ts with real sockets on loopback: the relay byte-exact over
+ * 200 connections to the select echo server, half-closes both ways, the
+ * bound on what a connection holds when its client does not read, an
+ * upstream that refuses, TLS termination in front of a plain echo (socat
+ * OPENSSL as the client), and the toxics (latency measured with raw
+ * sockets, limit_data, toxicity 0 and 1, --seed).
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import {
+  firstDifference,
+  pseudoRandom,
+  randomBytes,
+  readAll,
+  Running,
+  unixSocket,
+  waitUntil,
+  writeAll,
+} from "./_helpers.ts";
+import { serveSelectEcho } from "../servers/select_echo.ts";
+import {
+  PROXY_BUFFER_SIZE,
+  type ProxyOptions,
+  serveProxy,
+} from "../tools/proxy.ts";
+import { parseToxic } from "../tools/_toxics.ts";
+
+const TLS = "tests/fixtures/tls";
+
+/** A proxy to 127.0.0.1:`port` with `extra` options; its log lines kept. */
+async function proxyTo(port: number, extra: Partial<ProxyOptions> = {}) {
+  const lines: string[] = [];
+  const proxy = await serveProxy({
+    port: 0,
+    upstream: { hostname: "127.0.0.1", port },
+    log: (line) => lines.push(line),
+    ...extra,
+  });
+  return { proxy, lines, port: (proxy.addr as Deno.NetAddr).port };
+}
+
+/** A listener of the test's own, for an upstream that behaves as told. */
+function rawListener(): Deno.TcpListener {
+  return Deno.listen({ hostname: "127.0.0.1", port: 0 });
+}
+
+/** Reads exactly `n` bytes (or fewer at EOF). */
+async function readN(conn: Deno.Conn, n: number): Promise<Uint8Array> {
+  const out = new Uint8Array(n);
+  let at = 0;
+  while (at < n) {
+    const got = await conn.read(out.subarray(at));
+    if (got === null) break;
+    at += got;
+  }
+  return out.subarray(0, at);
+}
+
+/** One round trip of `bytes` through an echo, in ms. */
+async function roundTrip(conn: Deno.Conn, bytes: Uint8Array): Promise<number> {
+  const start = performance.now();
+  await writeAll(conn, bytes);
+  const back = await readN(conn, bytes.length);
+  assert.equal(firstDifference(back, bytes), -1);
+  return performance.now() - start;
+}
+
+Deno.test("proxy: 200 connections of random data in random chunks come back byte-exact through the select echo", async () => {
+  await using echo = await serveSelectEcho({ port: 0, log: () => {} });
+  const { proxy, lines, port } = await proxyTo(echo.addr.port);
+  const next = pseudoRandom(0x5eed);
+  let total = 0;
+  const batch = 20;
+  for (let start = 0; start < 200; start += batch) {
+    await Promise.all(Array.from({ length: batch }, async () => {
+      const data = randomBytes(1 + (next() % 100_000), next);
+      total += data.length;
+      using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      const reading = readAll(conn);
+      let at = 0;
+      while (at < data.length) {
+        const size = 1 + (next() % 8192);
+        await writeAll(conn, data.subarray(at, at + size));
+        at += size;
+      }
+      await conn.closeWrite();
+      const back = await reading;
+      assert.equal(back.length, data.length);
+      assert.equal(firstDifference(back, data), -1);
+    }));
+  }
+  await waitUntil(() => proxy.stats().active === 0, "connections to end");
+  const stats = await proxy.close();
+  assert.equal(stats.connections, 200);
+  assert.equal(stats.bytesUpstream, total);
+  assert.equal(stats.bytesDownstream, total);
+  assert.equal(stats.errors, 0, lines.join("\n"));
+  assert.equal(stats.upstreamFailures, 0);
+  assert.ok(stats.peakHeld <= PROXY_BUFFER_SIZE);
+});
+
+Deno.test("proxy: a half-close is passed on both ways and the other direction keeps flowing", async (t) => {
+  using upstream = rawListener();
+  const { proxy, port } = await proxyTo(upstream.addr.port);
+  const text = new TextEncoder();
+  const decode = (b: Uint8Array) => new TextDecoder().decode(b);
+  await t.step("the client closes writing first", async () => {
+    using client = await Deno.connect({ hostname: "127.0.0.1", port });
+    using server = await upstream.accept();
+    await writeAll(client, text.encode("question"));
+    await client.closeWrite();
+    assert.equal(decode(await readAll(server)), "question"); // EOF passed on
+    await writeAll(server, text.encode("answer after your FIN"));
+    await server.closeWrite();
+    assert.equal(decode(await readAll(client)), "answer after your FIN");
+  });
+  await t.step("the server closes writing first", async () => {
+    using client = await Deno.connect({ hostname: "127.0.0.1", port });
+    using server = await upstream.accept();
+    await writeAll(server, text.encode("hello"));
+    await server.closeWrite();
+    assert.equal(decode(await readAll(client)), "hello");
+    await writeAll(client, text.encode("still talking"));
+    await client.closeWrite();
+    assert.equal(decode(await readAll(server)), "still talking");
+  });
+  await waitUntil(() => proxy.stats().active === 0, "connections to end");
+  const stats = await proxy.close();
+  assert.equal(stats.errors, 0);
+  assert.equal(stats.bytesUpstream, "question".length + "still talking".length);
+});
+
+Deno.test("proxy: a client that does not read stops the proxy reading the upstream; it holds at most one buffer a direction", async () => {
+  using upstream = rawListener();
+  const { proxy, port } = await proxyTo(upstream.addr.port);
+  const client = await Deno.connect({ hostname: "127.0.0.1", port });
+  const server = await upstream.accept();
+  let written = 0;
+  const chunk = new Uint8Array(64 * 1024);
+  const writing = (async () => {
+    for (;;) written += await server.write(chunk);
+  })().catch(() => {});
+  // Wait until the upstream's writes stall: nothing more for 500 ms.
+  let last = -1;
+  while (written !== last) {
+    last = written;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+  const stats = proxy.stats();
+  assert.ok(written > 0);
+  assert.ok(stats.bytesHeld <= PROXY_BUFFER_SIZE, `${stats.bytesHeld}`);
+  assert.ok(stats.peakHeld <= PROXY_BUFFER_SIZE, `${stats.peakHeld}`);
+  // What the proxy read is what it wrote plus what it holds, no more.
+  assert.ok(stats.bytesDownstream + stats.bytesHeld <= written);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.equal(proxy.stats().bytesDownstream, stats.bytesDownstream);
+  console.log(
+    `upstream wrote ${written} bytes before it stalled; the proxy passed ` +
+      `${stats.bytesDownstream} and holds ${stats.bytesHeld}`,
+  );
+  client.close();
+  await waitUntil(() => proxy.stats().active === 0, "the connection to end");
+  server.close();
+  await writing;
+  await proxy.close();
+});
+
+Deno.test("proxy: an upstream that refuses closes the client with a log line; a reset on one side closes the other", async (t) => {
+  await t.step("refused", async () => {
+    const closed = rawListener();
+    const refusing = closed.addr.port;
+    closed.close();
+    const { proxy, lines, port } = await proxyTo(refusing);
+    using client = await Deno.connect({ hostname: "127.0.0.1", port });
+    const got = await readAll(client).catch(() => new Uint8Array());
+    assert.equal(got.length, 0);
+    const stats = await proxy.close();
+    assert.equal(stats.upstreamFailures, 1);
+    assert.match(
+      lines.join("\n"),
+      new RegExp(
+        `connection 1 from 127\\.0\\.0\\.1:\\d+: Cannot connect to 127\\.0\\.0\\.1:${refusing}: connection refused; closed the client`,
+      ),
+    );
+  });
+  await t.step("the client resets: the upstream is closed", async () => {
+    using upstream = rawListener();
+    const { proxy, port } = await proxyTo(upstream.addr.port);
+    const net = await import("node:net");
+    const socket = net.connect(port, "127.0.0.1");
+    await new Promise((resolve) => socket.once("connect", resolve));
+    using server = await upstream.accept();
+    socket.resetAndDestroy();
+    const got = await readAll(server).catch(() => new Uint8Array());
+    assert.equal(got.length, 0);
+    await waitUntil(() => proxy.stats().active === 0, "the connection to end");
+    await proxy.close();
+  });
+});
+
+Deno.test("proxy connectTimeout: an upstream that does not answer (a TLS handshake to a silent listener) closes the client after the timeout", async () => {
+  using silent = rawListener();
+  const held: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for (;;) held.push(await silent.accept());
+  })().catch(() => {});
+  const lines: string[] = [];
+  const proxy = await serveProxy({
+    port: 0,
+    upstream: {
+      hostname: "127.0.0.1",
+      port: silent.addr.port,
+      tls: { caCerts: [await Deno.readTextFile(`${TLS}/ca.pem`)] },
+    },
+    connectTimeout: 300,
+    log: (line) => lines.push(line),
+  });
+  const port = (proxy.addr as Deno.NetAddr).port;
+  using client = await Deno.connect({ hostname: "127.0.0.1", port });
+  const start = performance.now();
+  await readAll(client).catch(() => {});
+  const took = performance.now() - start;
+  assert.ok(took >= 290, `${took}`);
+  const stats = await proxy.close();
+  assert.equal(stats.upstreamFailures, 1);
+  assert.match(
+    lines.join("\n"),
+    /Cannot connect to 127\.0\.0\.1:\d+: timed out after 0\.3 s; closed the client/,
+  );
+  silent.close();
+  await accepting;
+  for (const conn of held) conn.close();
+});
+
+Deno.test("proxy latency toxic: every round trip takes the latency more, measured with raw sockets", async () => {
+  await using echo = await serveSelectEcho({ port: 0, log: () => {} });
+  const latency = 200;
+  const { proxy, port } = await proxyTo(echo.addr.port, {
+    toxics: [parseToxic(`latency:latency=${latency}`)],
+  });
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const bytes = new TextEncoder().encode("ping\n");
+  const times: number[] = [];
+  for (let i = 0; i < 5; i++) times.push(await roundTrip(conn, bytes));
+  // The tolerance: at least the latency (timers do not fire early), and
+  // less than latency + 200 ms on a busy machine.
+  for (const ms of times) {
+    assert.ok(ms >= latency - 1 && ms < latency + 200, `${times}`);
+  }
+  conn.close();
+  await waitUntil(() => proxy.stats().active === 0, "the connection to end");
+  const stats = await proxy.close();
+  assert.deepEqual(stats.toxicsApplied, { latency_downstream: 1 });
+});
+
+Deno.test("proxy latency toxic: on both streams it adds up; jitter stays within its bounds", async () => {
+  await using echo = await serveSelectEcho({ port: 0, log: () => {} });
+  const { proxy, port } = await proxyTo(echo.addr.port, {
+    toxics: [
+      parseToxic("latency:latency=100,stream=upstream"),
+      parseToxic("latency:latency=100,jitter=50"),
+    ],
+    seed: 42,
+  });
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const bytes = new TextEncoder().encode("ping\n");
+  for (let i = 0; i < 4; i++) {
+    const ms = await roundTrip(conn, bytes);
+    assert.ok(ms >= 150 - 1 && ms < 250 + 200, `${ms}`);
+  }
+  conn.close();
+  await waitUntil(() => proxy.stats().active === 0, "the connection to end");
+  await proxy.close();
+});
+
+Deno.test("proxy limit_data toxic: the client gets exactly N bytes, then the connection closes", async () => {
+  using upstream = rawListener();
+  const limit = 12_345;
+  const { proxy, port } = await proxyTo(upstream.addr.port, {
+    toxics: [parseToxic(`limit_data:bytes=${limit}`)],
+  });
+  using client = await Deno.connect({ hostname: "127.0.0.1", port });
+  using server = await upstream.accept();
+  const data = randomBytes(100_000, pseudoRandom(7));
+  const writing = writeAll(server, data).catch(() => {});
+  const got = await readAll(client);
+  assert.equal(got.length, limit);
+  assert.equal(firstDifference(got, data.subarray(0, limit)), -1);
+  await writing;
+  await waitUntil(() => proxy.stats().active === 0, "the connection to end");
+  const stats = await proxy.close();
+  assert.equal(stats.bytesDownstream, limit);
+  assert.equal(stats.errors, 0);
+});
+
+Deno.test("proxy toxicity: 0 never applies, 1 always does", async () => {
+  await using echo = await serveSelectEcho({ port: 0, log: () => {} });
+  const { proxy, port } = await proxyTo(echo.addr.port, {
+    toxics: [
+      parseToxic("latency:latency=1000,toxicity=0,name=never"),
+      parseToxic("limit_data:bytes=1000000,toxicity=1,name=always"),
+    ],
+    seed: 1,
+  });
+  for (let i = 0; i < 20; i++) {
+    using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const ms = await roundTrip(conn, new TextEncoder().encode("x"));
+    assert.ok(ms < 500, `${ms}`);
+  }
+  await waitUntil(() => proxy.stats().active === 0, "connections to end");
+  const stats = await proxy.close();
+  assert.deepEqual(stats.toxicsApplied, { never: 0, always: 20 });
+});
+
+Deno.test("proxy toxicity 0.5 with --seed: the same connections get it on every run", async () => {
+  await using echo = await serveSelectEcho({ port: 0, log: () => {} });
+  async function run(): Promise<number> {
+    const { proxy, port } = await proxyTo(echo.addr.port, {
+      toxics: [parseToxic("limit_data:bytes=1000,toxicity=0.5")],
+      seed: 99,
+    });
+    for (let i = 0; i < 30; i++) {
+      using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      await roundTrip(conn, new TextEncoder().encode("x"));
+    }
+    await waitUntil(() => proxy.stats().active === 0, "connections to end");
+    return (await proxy.close()).toxicsApplied.limit_data_downstream!;
+  }
+  const first = await run();
+  assert.ok(first > 0 && first < 30, `${first}`);
+  assert.equal(await run(), first);
+});
+
+Deno.test("tools/proxy.ts --tls terminates TLS in front of a plain echo: socat OPENSSL sends 256 KiB and gets it back; SIGTERM prints the stats", async () => {
+  await using echo = await serveSelectEcho({ port: 0, log: () => {} });
+  await using proc = new Running("tools/proxy.ts", [
+    "--tls",
+    "--cert",
+    `${TLS}/server.pem`,
+    "--key",
+    `${TLS}/server.key`,
+    "--upstream",
+    `127.0.0.1:${echo.addr.port}`,
+  ]);
+  const port = await proc.port();
+  const data = randomBytes(256 * 1024, pseudoRandom(port));
+  const child = new Deno.Command("socat", {
+    args: [
+      "-t",
+      "10",
+      "-",
+      `OPENSSL:127.0.0.1:${port},cafile=${TLS}/ca.pem,commonname=localhost`,
+    ],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stdout = new Response(child.stdout).arrayBuffer();
+  const stderr = new Response(child.stderr).text();
+  const writer = child.stdin.getWriter();
+  await writer.write(data);
+  await writer.close();
+  const status = await child.status;
+  assert.equal(status.code, 0, await stderr);
+  const back = new Uint8Array(await stdout);
+  assert.equal(firstDifference(back, data), -1);
+  await waitUntil(() => echo.stats().active === 0, "the echo to close");
+  const out = await proc.stop("SIGTERM");
+  assert.equal(out.code, 0, out.stderr);
+  assert.match(
+    out.stdout,
+    new RegExp(
+      `stats: 1 connections, ${data.length} bytes upstream, ${data.length} bytes downstream, 0 upstream failures, 0 errors`,
+    ),
+  );
+});
+
+Deno.test("tools/proxy.ts: an upstream that refuses is a log line per connection, not an exit", async () => {
+  const closed = rawListener();
+  const refusing = closed.addr.port;
+  closed.close();
+  await using proc = new Running("tools/proxy.ts", [
+    "--upstream",
+    `127.0.0.1:${refusing}`,
+    "--toxic",
+    "latency:latency=10",
+  ]);
+  const port = await proc.port();
+  using client = await Deno.connect({ hostname: "127.0.0.1", port });
+  await readAll(client).catch(() => {});
+  await proc.waitForStderr(/connection refused; closed the client/);
+  const out = await proc.stop("SIGINT");
+  assert.equal(out.code, 0, out.stderr);
+  assert.match(out.stdout, /1 upstream failures/);
+  assert.match(out.stdout, /toxics applied: latency_downstream 0/);
+});
+
+Deno.test("proxy speaks TLS to a TLS upstream (verified by the test CA) for a plain client", async () => {
+  const read = (name: string) => Deno.readTextFile(`${TLS}/${name}`);
+  await using echo = await serveSelectEcho({
+    port: 0,
+    tls: { cert: await read("server.pem"), key: await read("server.key") },
+    log: () => {},
+  });
+  const { proxy, lines, port } = await proxyTo(echo.addr.port, {
+    upstream: {
+      hostname: "127.0.0.1",
+      port: echo.addr.port,
+      tls: { caCerts: [await read("ca.pem")] },
+    },
+  });
+  const data = randomBytes(100_000, pseudoRandom(3));
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const reading = readAll(conn);
+  await writeAll(conn, data);
+  await conn.closeWrite();
+  assert.equal(firstDifference(await reading, data), -1);
+  await waitUntil(() => proxy.stats().active === 0, "the connection to end");
+  const stats = await proxy.close();
+  assert.equal(stats.errors, 0, lines.join("\n"));
+  assert.equal(stats.bytesDownstream, data.length);
+});
+
+Deno.test("tools/proxy.ts --upstream-unix relays to an echo server on a Unix socket, with the README's permissions", async () => {
+  const { path, perms } = unixSocket("proxy-upstream");
+  await using echo = new Running(
+    "servers/select_echo.ts",
+    ["--unix", path],
+    perms,
+  );
+  assert.match((await echo.nextLine())!, /^listening on /);
+  await using proc = new Running(
+    "tools/proxy.ts",
+    ["--upstream-unix", path],
+    [
+      `--allow-net=127.0.0.1,unix:${path}`,
+      `--allow-read=${path}`,
+      `--allow-write=${path}`,
+    ],
+  );
+  const port = await proc.port();
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const data = randomBytes(50_000, pseudoRandom(11));
+  const reading = readAll(conn);
+  await writeAll(conn, data);
+  await conn.closeWrite();
+  assert.equal(firstDifference(await reading, data), -1);
+  const out = await proc.stop("SIGTERM");
+  assert.equal(out.code, 0, out.stderr);
+  assert.match(out.stdout, /stats: 1 connections, 50000 bytes upstream/);
+  await echo.stop("SIGTERM");
+});

@@ -1,0 +1,564 @@
+#!/usr/bin/env -S deno run --allow-net
+/**
+ * A fault-injecting TCP/TLS/Unix proxy after Shopify's toxiproxy: it listens
+ * on an endpoint of the network layer, relays each connection to an upstream
+ * endpoint, and runs each direction's bytes through that direction's chain
+ * of toxics (tools/_toxics.ts: `latency`, `limit_data`).
+ *
+ * The relay is a read/write loop per direction with one buffer each
+ * ({@linkcode PROXY_BUFFER_SIZE}): a chunk is written (through the toxics)
+ * before the next read, so a side that does not read stops the proxy
+ * reading the other, and a connection holds at most two buffers, 32 KiB, in
+ * the proxy (the kernel's socket buffers hold more). `conn.readable` is not
+ * used: it closes the whole connection at EOF (denoland/deno#22258), and a
+ * half-close must pass on with the other direction still flowing.
+ *
+ * @module
+ */
+
+import {
+  CliError,
+  describeError,
+  NOTES_PORT,
+  type OptionSpec,
+  parseCommandLine,
+  parseHost,
+  parseInteger,
+  parseSeconds,
+  runMain,
+  shutdownSignal,
+  SIGNALS_HELP,
+  UsageError,
+} from "../_cli.ts";
+import {
+  Acceptor,
+  accessControl,
+  type Addr,
+  connect,
+  type ConnectEndpoint,
+  connectEndpoint,
+  formatAddr,
+  formatEndpoint,
+  listen,
+  listenEndpoint,
+  parseClientEndpoint,
+  parseServerEndpoint,
+  printListening,
+  SERVER_ENDPOINT_OPTIONS,
+  type ServerEndpointOptions,
+  TLS_LIMITS_HELP,
+  type TlsClientOptions,
+  writeAll,
+} from "../_net.ts";
+import { parseTarget } from "./netstat.ts";
+import {
+  buildChain,
+  parseToxic,
+  resolveToxic,
+  seededRandom,
+  type Stage,
+  type ToxicSpec,
+  type ToxicStream,
+} from "./_toxics.ts";
+
+export type { ToxicSpec, ToxicStream } from "./_toxics.ts";
+
+/**
+ * The buffer of each direction of each connection, in bytes: the proxy
+ * holds at most twice this per connection.
+ */
+export const PROXY_BUFFER_SIZE = 16 * 1024;
+
+/** Where the proxy connects: TCP, TLS or a Unix socket. */
+export interface ProxyUpstream {
+  /** Host to connect to (with `port`). */
+  hostname?: string;
+  /** Port to connect to. */
+  port?: number;
+  /** The Unix socket to connect to instead. */
+  unix?: string;
+  /** Speak TLS to the upstream, verified as these options say. */
+  tls?: TlsClientOptions;
+}
+
+/** Options of {@linkcode serveProxy}. */
+export interface ProxyOptions extends ServerEndpointOptions {
+  /** Where each connection is relayed to. */
+  upstream: ProxyUpstream;
+  /** Give up a connect to the upstream after this many ms. Default 10000. */
+  connectTimeout?: number;
+  /** Toxics, in chain order per direction. Default none. */
+  toxics?: ToxicSpec[];
+  /** Seed of the random draws (jitter, toxicity), so a run repeats. */
+  seed?: number;
+  /** Where log lines go. Default `console.error`. */
+  log?: (line: string) => void;
+  /** Aborting it stops the proxy as `close()` does. */
+  signal?: AbortSignal;
+}
+
+/** Counters of a proxy, live. */
+export interface ProxyStats {
+  /** Connections accepted. */
+  connections: number;
+  /** Connections open now (relaying or connecting). */
+  active: number;
+  /** Bytes written to the upstream (client to server). */
+  bytesUpstream: number;
+  /** Bytes written to clients (server to client). */
+  bytesDownstream: number;
+  /** Bytes read and not yet written, now, over all connections. */
+  bytesHeld: number;
+  /** The most bytes one direction of one connection has held at once. */
+  peakHeld: number;
+  /** Connects to the upstream that failed (refused, timed out, TLS). */
+  upstreamFailures: number;
+  /** Connections that ended in an error (a reset, a broken pipe). */
+  errors: number;
+  /** Connections refused by `allow`/`deny`. */
+  denied: number;
+  /** Failed `accept()` calls that backed off. */
+  acceptErrors: number;
+  /** Connections gone before they were accepted. */
+  acceptAborted: number;
+  /** Connections each toxic was applied to, by toxic name. */
+  toxicsApplied: Record<string, number>;
+}
+
+/** A running proxy, as {@linkcode serveProxy} returns it. */
+export interface ProxyServer extends AsyncDisposable {
+  /** The bound address (the real port when 0 was asked). */
+  readonly addr: Addr;
+  /** A snapshot of the counters. */
+  stats(): ProxyStats;
+  /**
+   * Stops accepting, closes every open connection (both sides) and resolves
+   * with the final counters. Safe to call more than once.
+   */
+  close(): Promise<ProxyStats>;
+  /** Resolves with the final counters once the proxy has stopped. */
+  readonly finished: Promise<ProxyStats>;
+}
+
+/**
+ * Starts a proxy: listens where `options` say (TCP on 127.0.0.1 and a free
+ * port by default; TLS, a Unix socket, access lists as the echo servers)
+ * and relays each connection to `options.upstream`, through the toxics of
+ * each direction.
+ *
+ * Every byte arrives in order both ways; a half-close (EOF) on one side is
+ * passed on with `closeWrite` while the other direction flows on; a reset
+ * or error on either side closes both at once (Deno cannot set SO_LINGER 0:
+ * the other side gets a FIN, or a RST if the proxy left unread bytes in
+ * its socket); an upstream that refuses or times out closes the client and
+ * logs a line.
+ *
+ * Requires `--allow-net` (and read/write of a Unix socket's path).
+ *
+ * @param options Where to listen, where to connect, the toxics.
+ * @returns The running proxy; `close()` stops it and gives the stats.
+ * @throws {RangeError} On a bad toxic or an upstream without an address.
+ * @throws {CliError} If the address cannot be bound.
+ *
+ * @example
+ * ```ts
+ * import { serveProxy, serveSelectEcho } from "./mod.ts";
+ *
+ * await using echo = await serveSelectEcho({ port: 0, log: () => {} });
+ * await using proxy = await serveProxy({
+ *   port: 0,
+ *   upstream: { hostname: "127.0.0.1", port: echo.addr.port },
+ *   toxics: [{ type: "latency", attributes: { latency: 50 } }],
+ * });
+ * console.log(proxy.stats().connections); // 0
+ * ```
+ */
+export async function serveProxy(options: ProxyOptions): Promise<ProxyServer> {
+  const upstream = connectEndpoint(options.upstream);
+  const toxics = (options.toxics ?? []).map(resolveToxic);
+  const connectTimeout = options.connectTimeout ?? 10_000;
+  const log = options.log ?? ((line) => console.error(line));
+  const access = accessControl(options);
+  const rootRandom = options.seed === undefined
+    ? undefined
+    : seededRandom(options.seed);
+  const listener = await listen(listenEndpoint(options, 0));
+  const addr = listener.addr as Addr;
+  const stopping = new AbortController();
+  const stats: ProxyStats = {
+    connections: 0,
+    active: 0,
+    bytesUpstream: 0,
+    bytesDownstream: 0,
+    bytesHeld: 0,
+    peakHeld: 0,
+    upstreamFailures: 0,
+    errors: 0,
+    denied: 0,
+    acceptErrors: 0,
+    acceptAborted: 0,
+    toxicsApplied: Object.fromEntries(toxics.map((t) => [t.name, 0])),
+  };
+  const cuts = new Set<() => void>();
+  const relays = new Set<Promise<void>>();
+  let nextId = 1;
+
+  async function relay(client: Deno.Conn, id: number): Promise<void> {
+    const remote = formatAddr(client.remoteAddr as Addr);
+    let server: Deno.Conn;
+    try {
+      server = await connect(upstream, {
+        timeout: connectTimeout,
+        signal: stopping.signal,
+      });
+    } catch (error) {
+      client.close();
+      if (stopping.signal.aborted) return;
+      stats.upstreamFailures++;
+      log(
+        `connection ${id} from ${remote}: ${
+          error instanceof Error ? error.message : String(error)
+        }; closed the client`,
+      );
+      return;
+    }
+    const closed = new AbortController();
+    const cut = () => {
+      if (closed.signal.aborted) return;
+      closed.abort();
+      for (const conn of [client, server]) {
+        try {
+          conn.close();
+        } catch {
+          // Already closed.
+        }
+      }
+    };
+    cuts.add(cut);
+    const random = rootRandom === undefined
+      ? Math.random
+      : seededRandom(Math.floor(rootRandom() * 2 ** 32));
+
+    async function pump(
+      src: Deno.Conn,
+      dst: Deno.Conn,
+      stream: ToxicStream,
+    ): Promise<void> {
+      const buffer = new Uint8Array(PROXY_BUFFER_SIZE);
+      const counter = stream === "upstream"
+        ? "bytesUpstream"
+        : "bytesDownstream";
+      let held = 0;
+      const sink: Stage = {
+        async write(chunk) {
+          await writeAll(dst, chunk);
+          stats[counter] += chunk.length;
+        },
+        end: () => dst.closeWrite(),
+      };
+      const { head, applied } = buildChain(toxics, stream, sink, {
+        random,
+        cut,
+        signal: closed.signal,
+      });
+      for (const name of applied) stats.toxicsApplied[name]!++;
+      try {
+        for (;;) {
+          const n = await src.read(buffer);
+          if (n === null) {
+            await head.end();
+            return;
+          }
+          held = n;
+          stats.bytesHeld += n;
+          if (n > stats.peakHeld) stats.peakHeld = n;
+          try {
+            await head.write(buffer.subarray(0, n));
+          } finally {
+            stats.bytesHeld -= held;
+            held = 0;
+          }
+        }
+      } catch (error) {
+        if (closed.signal.aborted) return; // cut: by the other side or a toxic
+        stats.errors++;
+        log(
+          `connection ${id} from ${remote} (${stream}): ${
+            describeError(error)
+          }; closed both sides`,
+        );
+        cut();
+      }
+    }
+
+    await Promise.all([
+      pump(client, server, "upstream"),
+      pump(server, client, "downstream"),
+    ]);
+    cut();
+    cuts.delete(cut);
+  }
+
+  async function acceptLoop(): Promise<void> {
+    const acceptor = new Acceptor(listener, {
+      signal: stopping.signal,
+      log,
+      counters: stats,
+      access,
+    });
+    for (;;) {
+      const conn = await acceptor.accept();
+      if (conn === undefined) return;
+      stats.connections++;
+      stats.active++;
+      const running = relay(conn, nextId++).finally(() => {
+        stats.active--;
+        relays.delete(running);
+      });
+      relays.add(running);
+    }
+  }
+
+  const accepting = acceptLoop();
+  const finished = (async () => {
+    await new Promise((resolve) =>
+      stopping.signal.addEventListener("abort", resolve, { once: true })
+    );
+    try {
+      listener.close();
+    } catch {
+      // Closed already.
+    }
+    await accepting;
+    for (const cut of cuts) cut();
+    await Promise.all(relays);
+    return snapshot();
+  })();
+  const onAbort = () => stopping.abort();
+  options.signal?.addEventListener("abort", onAbort, { once: true });
+  if (options.signal?.aborted) stopping.abort();
+  finished.finally(() => options.signal?.removeEventListener("abort", onAbort));
+
+  function snapshot(): ProxyStats {
+    return { ...stats, toxicsApplied: { ...stats.toxicsApplied } };
+  }
+
+  return {
+    addr,
+    stats: snapshot,
+    finished,
+    close() {
+      stopping.abort();
+      return finished;
+    },
+    [Symbol.asyncDispose]() {
+      stopping.abort();
+      return finished.then(() => {});
+    },
+  };
+}
+
+/** Formats final counters as the one line the proxy prints when it stops. */
+export function formatProxyStats(stats: ProxyStats): string {
+  const applied = Object.entries(stats.toxicsApplied)
+    .map(([name, n]) => `${name} ${n}`).join(", ");
+  return `stats: ${stats.connections} connections, ${stats.bytesUpstream} ` +
+    `bytes upstream, ${stats.bytesDownstream} bytes downstream, ` +
+    `${stats.upstreamFailures} upstream failures, ${stats.errors} errors, ` +
+    `${stats.denied} denied, ${stats.acceptErrors} accept errors, ` +
+    `${stats.acceptAborted} gone before accept, peak held ` +
+    `${stats.peakHeld} bytes; toxics applied: ${applied || "none"}`;
+}
+
+// ---------------------------------------------------------------------------
+// Command line
+// ---------------------------------------------------------------------------
+
+const OPTIONS: Record<string, OptionSpec> = {
+  ...SERVER_ENDPOINT_OPTIONS,
+  port: {
+    ...SERVER_ENDPOINT_OPTIONS.port!,
+    default: "0",
+    description: "Port to listen on; 0 picks a free one (printed).",
+  },
+  upstream: {
+    type: "string",
+    arg: "HOST:PORT",
+    description: "Relay to this server (an IPv6 address in brackets).",
+  },
+  "upstream-unix": {
+    type: "string",
+    arg: "PATH",
+    description: "Relay to the Unix socket at PATH instead.",
+  },
+  "upstream-tls": {
+    type: "boolean",
+    description: "Speak TLS to the upstream.",
+  },
+  "upstream-ca": {
+    type: "string",
+    arg: "FILE",
+    description: "Upstream TLS: trust this CA (PEM) beside Deno's roots.",
+  },
+  "upstream-server-name": {
+    type: "string",
+    arg: "NAME",
+    description:
+      "Upstream TLS: the name verified in its certificate and sent as SNI.",
+  },
+  "connect-timeout": {
+    type: "string",
+    default: "10",
+    arg: "SECONDS",
+    description: "Give up a connect to the upstream after this long.",
+  },
+  toxic: {
+    type: "string",
+    multiple: true,
+    arg: "SPEC",
+    description:
+      "Add a toxic, TYPE:KEY=VALUE,... (repeatable; in chain order per stream).",
+  },
+  seed: {
+    type: "string",
+    arg: "N",
+    description: "Seed the random draws (jitter, toxicity) so a run repeats.",
+  },
+};
+
+const COMMAND = {
+  name: "tools/proxy.ts",
+  summary:
+    "A fault-injecting proxy after toxiproxy: relays each connection to an upstream, through toxics per direction (latency, limit_data), over TCP, TLS or Unix sockets on either side.",
+  options: OPTIONS,
+  epilog: `Toxics (toxiproxy's names and attributes; each also takes
+stream=upstream|downstream (client to server, server to client; default
+downstream), toxicity=0..1 (probability a connection gets it; default 1) and
+name=NAME):
+  latency:latency=MS,jitter=MS   delay every chunk by latency +- jitter ms
+  limit_data:bytes=N             close the connection after N bytes
+
+Examples:
+  deno run --allow-net=127.0.0.1 tools/proxy.ts --upstream 127.0.0.1:${NOTES_PORT} \\
+    --toxic latency:latency=100,jitter=10
+  deno run --allow-net=127.0.0.1 --allow-read=tests/fixtures/tls tools/proxy.ts \\
+    --tls --cert tests/fixtures/tls/server.pem --key tests/fixtures/tls/server.key \\
+    --upstream 127.0.0.1:${NOTES_PORT}
+
+Each direction holds at most ${PROXY_BUFFER_SIZE} bytes of a connection.
+Prints "listening on HOST:PORT"; on SIGINT/SIGTERM closes every connection
+and prints the stats. ${SIGNALS_HELP}
+${TLS_LIMITS_HELP}`,
+};
+
+/** Reads the upstream options into an endpoint, naming the option at fault. */
+async function parseUpstream(
+  values: Record<string, unknown>,
+): Promise<ConnectEndpoint> {
+  const given = values.upstream as string | undefined;
+  const unix = values["upstream-unix"] as string | undefined;
+  const tls = values["upstream-tls"] === true;
+  if (unix === "") {
+    throw new UsageError(
+      `Cannot parse --upstream-unix "": expected a socket path`,
+    );
+  }
+  if (tls && unix !== undefined) {
+    throw new UsageError(
+      "--upstream-tls and --upstream-unix do not combine: Deno's TLS runs over TCP only",
+    );
+  }
+  if (given !== undefined && unix !== undefined) {
+    throw new UsageError("--upstream and --upstream-unix do not combine");
+  }
+  if (given === undefined && unix === undefined) {
+    throw new UsageError(
+      "Give --upstream HOST:PORT or --upstream-unix PATH (see --help)",
+    );
+  }
+  if (!tls) {
+    for (const name of ["upstream-ca", "upstream-server-name"]) {
+      if (values[name] !== undefined) {
+        throw new UsageError(`--${name} needs --upstream-tls`);
+      }
+    }
+  }
+  let target: { hostname: string; port: number } | undefined;
+  if (given !== undefined) {
+    try {
+      target = parseTarget(given, "--upstream");
+    } catch (error) {
+      throw new UsageError((error as Error).message);
+    }
+  }
+  if (values["upstream-server-name"] !== undefined) {
+    parseHost(values["upstream-server-name"], "--upstream-server-name");
+  }
+  try {
+    return await parseClientEndpoint({
+      host: target?.hostname,
+      port: target?.port,
+      unix,
+      tls,
+      ca: values["upstream-ca"],
+      "server-name": values["upstream-server-name"],
+    });
+  } catch (error) {
+    if (error instanceof CliError) {
+      throw new CliError(error.message.replace("--ca ", "--upstream-ca "));
+    }
+    throw error;
+  }
+}
+
+/**
+ * The command line: `deno run --allow-net tools/proxy.ts --upstream
+ * HOST:PORT [options]`. Returns the exit code.
+ */
+export async function main(args: string[]): Promise<number> {
+  const parsed = parseCommandLine(args, COMMAND);
+  if (!parsed) return 0;
+  const values = parsed.values;
+  const toxics = ((values.toxic ?? []) as string[]).map((text) => {
+    try {
+      return parseToxic(text);
+    } catch (error) {
+      throw new UsageError(
+        `Cannot parse --toxic "${text}": ${(error as Error).message}`,
+      );
+    }
+  });
+  const connectTimeout = parseSeconds(
+    values["connect-timeout"],
+    "--connect-timeout",
+  );
+  const seed = values.seed === undefined
+    ? undefined
+    : parseInteger(values.seed, "--seed", 0, 2 ** 32 - 1);
+  const endpoint = await parseServerEndpoint(values);
+  const upstream = await parseUpstream(values);
+  const running: { proxy?: ProxyServer } = {};
+  using shutdown = shutdownSignal({
+    onForce() {
+      if (running.proxy) console.log(formatProxyStats(running.proxy.stats()));
+    },
+  });
+  const proxy = running.proxy = await serveProxy({
+    ...endpoint,
+    upstream: upstream.transport === "unix" ? { unix: upstream.path } : {
+      hostname: upstream.hostname,
+      port: upstream.port,
+      ...(upstream.transport === "tls" ? { tls: upstream.tls } : {}),
+    },
+    connectTimeout,
+    toxics,
+    ...(seed === undefined ? {} : { seed }),
+    signal: shutdown.signal,
+  });
+  printListening(proxy.addr);
+  console.error(`relaying to ${formatEndpoint(upstream)}`);
+  console.log(formatProxyStats(await proxy.finished));
+  return 0;
+}
+
+if (import.meta.main) runMain(main);
