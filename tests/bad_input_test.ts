@@ -451,7 +451,11 @@ const TABLE: Record<string, ScriptRows> = {
       ],
       "connect-timeout": durationRows("--connect-timeout"),
       toxic: [
-        { args: ["--toxic", "bandwidth:rate=10"], says: /Unknown toxic type/ },
+        { args: ["--toxic", "nosuch:rate=10"], says: /Unknown toxic type/ },
+        { args: ["--toxic", "bandwidth:rate=-1"], says: /whole number/ },
+        { args: ["--toxic", "slicer:delay=x"], says: /whole number/ },
+        { args: ["--toxic", "hang:timeout=5"], says: /Unknown attribute/ },
+        { args: ["--toxic", "reset_peer:delay=5"], says: /expected timeout/ },
         { args: ["--toxic", "latency:delay=5"], says: /Unknown attribute/ },
         { args: ["--toxic", "latency:latency=-5"], says: /whole number/ },
         { args: ["--toxic", "latency:latency=1.5"], says: /whole number/ },

@@ -453,3 +453,182 @@ Deno.test("tools/proxy.ts --upstream-unix relays to an echo server on a Unix soc
   assert.match(out.stdout, /stats: 1 connections, 50000 bytes upstream/);
   await echo.stop("SIGTERM");
 });
+
+/**
+ * Reads what comes within `ms`: the bytes, whether EOF came and the error
+ * if the read failed. A read still pending is left to the conn's close.
+ */
+async function readFor(
+  conn: Deno.Conn,
+  ms: number,
+): Promise<{ bytes: number; eof: boolean; error?: unknown }> {
+  const deadline = performance.now() + ms;
+  const buffer = new Uint8Array(64 * 1024);
+  let bytes = 0;
+  for (;;) {
+    const left = deadline - performance.now();
+    if (left <= 0) return { bytes, eof: false };
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const read = conn.read(buffer);
+    read.catch(() => {});
+    const got = await Promise.race([
+      read.then((n) => ({ n }), (error) => ({ error })),
+      new Promise<"late">((resolve) => {
+        timer = setTimeout(() => resolve("late"), left);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (got === "late") return { bytes, eof: false };
+    if ("error" in got) return { bytes, eof: false, error: got.error };
+    if (got.n === null) return { bytes, eof: true };
+    bytes += got.n;
+  }
+}
+
+/** A proxy with `toxics` to a listener of the test's, and one connection. */
+async function toxicPair(toxics: string[], seed?: number) {
+  const upstream = rawListener();
+  const { proxy, lines, port } = await proxyTo(upstream.addr.port, {
+    toxics: toxics.map(parseToxic),
+    ...(seed === undefined ? {} : { seed }),
+  });
+  const client = await Deno.connect({ hostname: "127.0.0.1", port });
+  const server = await upstream.accept();
+  return {
+    proxy,
+    lines,
+    client,
+    server,
+    async [Symbol.asyncDispose]() {
+      for (const conn of [client, server, upstream]) {
+        try {
+          conn.close();
+        } catch {
+          // Closed by the test or the proxy.
+        }
+      }
+      await proxy.close();
+    },
+  };
+}
+
+Deno.test("proxy bandwidth toxic: 64 KB/s measured by the client within 10%", async () => {
+  await using pair = await toxicPair(["bandwidth:rate=64"]);
+  const data = randomBytes(64_000, pseudoRandom(64));
+  const start = performance.now();
+  await writeAll(pair.server, data);
+  await pair.server.closeWrite();
+  const got = await readAll(pair.client);
+  const seconds = (performance.now() - start) / 1000;
+  assert.equal(firstDifference(got, data), -1);
+  const rate = got.length / seconds / 1000;
+  console.log(
+    `64,000 bytes in ${seconds.toFixed(3)} s: ${rate.toFixed(1)} KB/s`,
+  );
+  assert.ok(rate > 64 * 0.9 && rate < 64 * 1.1, `${rate} KB/s`);
+});
+
+Deno.test("proxy slicer toxic: a reader that reads as bytes come sees slices of average_size +- size_variation", async () => {
+  await using pair = await toxicPair(
+    ["slicer:average_size=100,size_variation=20,delay=5000"],
+    5,
+  );
+  const data = randomBytes(4_000, pseudoRandom(5));
+  await writeAll(pair.server, data);
+  await pair.server.closeWrite();
+  const sizes: number[] = [];
+  const buffer = new Uint8Array(64 * 1024);
+  const back: number[] = [];
+  for (;;) {
+    const n = await pair.client.read(buffer);
+    if (n === null) break;
+    sizes.push(n);
+    back.push(...buffer.subarray(0, n));
+  }
+  assert.equal(firstDifference(new Uint8Array(back), data), -1);
+  console.log(`${sizes.length} reads: ${sizes.join(" ")}`);
+  // Halving 4,000 bytes until a slice is under 120: 32 to 64 slices. A busy
+  // machine may merge two slices in one read now and then: 90% allowed.
+  const small = sizes.filter((n) => n < 120).length;
+  assert.ok(sizes.length >= 30, `${sizes.length}`);
+  assert.ok(small >= sizes.length * 0.9, `${sizes}`);
+  assert.ok(new Set(sizes).size > 1, "size_variation varies the sizes");
+});
+
+Deno.test("proxy reset_peer toxic: after the timeout the connection is reset: the client reads EOF and its first write fails (EPIPE: a RST came)", async () => {
+  // Deno's close() is shutdown(SHUT_WR) then close(): a FIN, and a RST
+  // after it because the proxy left bytes unread (the relay stops reading
+  // while the toxic waits). Linux reports that RST after a FIN as EPIPE on
+  // the next write, not ECONNRESET on the read; a graceful close would let
+  // the first write through.
+  await using pair = await toxicPair([
+    "reset_peer:timeout=300,stream=upstream",
+  ]);
+  const start = performance.now();
+  await writeAll(pair.client, new TextEncoder().encode("first"));
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  await writeAll(pair.client, new TextEncoder().encode("unread by the proxy"));
+  const got = await readFor(pair.client, 3000);
+  const took = performance.now() - start;
+  assert.equal(got.bytes, 0);
+  assert.ok(
+    got.eof || got.error instanceof Deno.errors.ConnectionReset,
+    JSON.stringify(got),
+  );
+  assert.ok(took >= 290 && took < 1500, `${took}`);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  await assert.rejects(
+    pair.client.write(new Uint8Array(10)),
+    (error) =>
+      error instanceof Deno.errors.BrokenPipe ||
+      error instanceof Deno.errors.ConnectionReset,
+  );
+  // The server got nothing: the first chunk was dropped, as toxiproxy.
+  assert.equal((await readAll(pair.server).catch(() => [])).length, 0);
+});
+
+Deno.test("proxy timeout toxic: 0 passes nothing and never closes (1 s watched); 300 closes after 300 ms", async (t) => {
+  await t.step("timeout=0", async () => {
+    await using pair = await toxicPair(["timeout:timeout=0"]);
+    await writeAll(pair.server, new TextEncoder().encode("dropped"));
+    const got = await readFor(pair.client, 1000);
+    assert.deepEqual(got, { bytes: 0, eof: false });
+    assert.equal(pair.proxy.stats().active, 1);
+  });
+  await t.step("timeout=300", async () => {
+    await using pair = await toxicPair(["timeout:timeout=300"]);
+    const start = performance.now();
+    await writeAll(pair.server, new TextEncoder().encode("dropped"));
+    const got = await readFor(pair.client, 3000);
+    const took = performance.now() - start;
+    assert.equal(got.bytes, 0);
+    assert.ok(got.eof || got.error !== undefined, JSON.stringify(got));
+    assert.ok(took >= 280 && took < 1500, `${took}`);
+  });
+});
+
+Deno.test("proxy slow_close toxic: the data comes at once, the FIN 500 ms later", async () => {
+  await using pair = await toxicPair(["slow_close:delay=500"]);
+  await writeAll(pair.server, new TextEncoder().encode("bye"));
+  await pair.server.closeWrite();
+  const data = await readN(pair.client, 3);
+  const start = performance.now();
+  assert.equal(new TextDecoder().decode(data), "bye");
+  assert.equal(await pair.client.read(new Uint8Array(16)), null);
+  const took = performance.now() - start;
+  assert.ok(took >= 480 && took < 1200, `${took}`);
+});
+
+Deno.test("proxy hang toxic: the direction goes silent (data and FIN dropped), the socket stays open the other way", async () => {
+  await using pair = await toxicPair(["hang"]);
+  await writeAll(pair.server, new TextEncoder().encode("lost"));
+  await pair.server.closeWrite();
+  const got = await readFor(pair.client, 700);
+  assert.deepEqual(got, { bytes: 0, eof: false });
+  await writeAll(pair.client, new TextEncoder().encode("still here"));
+  assert.equal(
+    new TextDecoder().decode(await readN(pair.server, 10)),
+    "still here",
+  );
+  assert.equal(pair.proxy.stats().active, 1);
+});

@@ -42,6 +42,12 @@ export interface Link {
   cut(): void;
   /** Aborts when the connection closes: a waiting stage stops waiting. */
   signal: AbortSignal;
+  /**
+   * Aborts when this stage is taken out of the chain (its toxic removed on
+   * a live connection) or the connection closes: the stage then passes on
+   * what it holds at once and lets everything through.
+   */
+  interrupt: AbortSignal;
 }
 
 /** A toxic as configured: type, direction, probability, attributes. */
@@ -82,9 +88,9 @@ const latency: ToxicType = {
         const jitter = settings.jitter!;
         const delay = settings.latency! +
           (jitter > 0 ? Math.round((link.random() * 2 - 1) * jitter) : 0);
-        if (delay > 0) await sleep(delay, link.signal);
+        if (delay > 0) await sleep(delay, link.interrupt);
         if (link.signal.aborted) return;
-        await link.next.write(chunk);
+        await link.next.write(chunk); // interrupted: what it held goes on now
       },
       end: () => link.next.end(),
     };
@@ -101,6 +107,7 @@ const limitData: ToxicType = {
     let left = settings.bytes!; // per connection
     return {
       async write(chunk) {
+        if (link.interrupt.aborted) return link.next.write(chunk);
         if (left <= 0) return link.cut();
         const part = chunk.length <= left ? chunk : chunk.subarray(0, left);
         await link.next.write(part);
@@ -112,10 +119,171 @@ const limitData: ToxicType = {
   },
 };
 
+/**
+ * `bandwidth`: at most `rate` KB/s (1 KB = 1000 bytes, as toxiproxy), each
+ * chunk cut in pieces of 100 ms worth and each piece passed on when the
+ * rate allows; 0 is no limit.
+ */
+const bandwidth: ToxicType = {
+  attributes: { rate: 0 },
+  pipe(settings, link) {
+    let free = 0; // when the link is free again, performance.now() ms
+    return {
+      async write(chunk) {
+        let rest = chunk;
+        while (rest.length > 0) {
+          const rate = settings.rate!; // bytes a ms
+          if (rate <= 0 || link.interrupt.aborted) break;
+          const piece = rest.subarray(0, rate * 100);
+          const now = performance.now();
+          free = Math.max(free, now) + piece.length / rate;
+          await sleep(free - now, link.interrupt);
+          if (link.signal.aborted) return;
+          await link.next.write(piece);
+          rest = rest.subarray(piece.length);
+        }
+        if (rest.length > 0) await link.next.write(rest);
+      },
+      end: () => link.next.end(),
+    };
+  },
+};
+
+/** `slow_close`: the end (FIN) waits `delay` ms; data passes as it comes. */
+const slowClose: ToxicType = {
+  attributes: { delay: 0 },
+  pipe(settings, link) {
+    return {
+      write: (chunk) => link.next.write(chunk),
+      async end() {
+        await sleep(settings.delay!, link.interrupt);
+        if (!link.signal.aborted) await link.next.end();
+      },
+    };
+  },
+};
+
+/**
+ * `timeout`: passes no data (dropped, as toxiproxy) and closes the
+ * connection `timeout` ms after the toxic starts; 0 never closes it. An
+ * end from the input is passed on, as toxiproxy.
+ */
+const timeout: ToxicType = {
+  attributes: { timeout: 0 },
+  pipe(settings, link) {
+    if (settings.timeout! > 0) {
+      sleep(settings.timeout!, link.interrupt).then(() => {
+        if (!link.interrupt.aborted) link.cut();
+      });
+    }
+    return {
+      async write(chunk) {
+        if (link.interrupt.aborted) await link.next.write(chunk);
+      },
+      end: () => link.next.end(),
+    };
+  },
+};
+
+/**
+ * `reset_peer`: at the first chunk (dropped), waits `timeout` ms holding
+ * the relay, then closes the connection. Toxiproxy sets SO_LINGER 0 for a
+ * bare RST; Deno cannot, and its close() sends a FIN first, so the peer
+ * reads EOF, then gets the RST (EPIPE or ECONNRESET on its next write) when
+ * it had sent bytes the proxy had not read (the relay stops reading while
+ * the toxic waits).
+ */
+const resetPeer: ToxicType = {
+  attributes: { timeout: 0 },
+  pipe(settings, link) {
+    return {
+      async write(chunk) {
+        if (link.interrupt.aborted) return link.next.write(chunk);
+        await sleep(settings.timeout!, link.interrupt);
+        if (link.interrupt.aborted) return link.next.write(chunk);
+        link.cut();
+      },
+      end: () => link.next.end(),
+    };
+  },
+};
+
+/**
+ * `slicer`: cuts each chunk in slices of about `average_size` bytes, plus
+ * or minus up to `size_variation`, by toxiproxy's halving, with `delay` µs
+ * between slices.
+ */
+const slicer: ToxicType = {
+  attributes: { average_size: 0, size_variation: 0, delay: 0 },
+  pipe(settings, link) {
+    /** Toxiproxy's chunk(): the cut points from `start` to `end`. */
+    function cuts(start: number, end: number): number[] {
+      const average = settings.average_size!;
+      const variation = settings.size_variation!;
+      if (end - start < average + variation || end - start <= 1) {
+        return [start, end];
+      }
+      let mid = start + Math.floor((end - start) / 2);
+      if (variation > 0) {
+        mid += Math.floor(link.random() * variation * 2) - variation;
+        mid = Math.min(end - 1, Math.max(start + 1, mid));
+      }
+      return [...cuts(start, mid), ...cuts(mid, end).slice(1)];
+    }
+    return {
+      async write(chunk) {
+        if (settings.average_size! <= 0 || link.interrupt.aborted) {
+          return link.next.write(chunk);
+        }
+        const at = cuts(0, chunk.length);
+        for (let i = 1; i < at.length; i++) {
+          if (link.interrupt.aborted) {
+            return link.next.write(chunk.subarray(at[i - 1]!));
+          }
+          await link.next.write(chunk.subarray(at[i - 1]!, at[i]!));
+          if (i + 1 < at.length && settings.delay! > 0) {
+            await sleep(settings.delay! / 1000, link.interrupt);
+          }
+        }
+      },
+      end: () => link.next.end(),
+    };
+  },
+};
+
+/**
+ * `hang` (beyond toxiproxy, its #149): the connection stays open and the
+ * direction goes silent: data and the end are dropped, as a cable pulled.
+ */
+const hang: ToxicType = {
+  attributes: {},
+  pipe(_settings, link) {
+    let ended = false; // an end swallowed goes on if the toxic is removed
+    link.interrupt.addEventListener("abort", () => {
+      if (ended && !link.signal.aborted) link.next.end().catch(() => {});
+    }, { once: true });
+    return {
+      async write(chunk) {
+        if (link.interrupt.aborted) await link.next.write(chunk);
+      },
+      async end() {
+        if (link.interrupt.aborted) await link.next.end();
+        else ended = true;
+      },
+    };
+  },
+};
+
 /** Every toxic by toxiproxy's type name: adding one is one line here. */
 export const TOXIC_TYPES: Readonly<Record<string, ToxicType>> = {
   latency,
+  bandwidth,
+  "slow_close": slowClose,
+  timeout,
+  "reset_peer": resetPeer,
+  slicer,
   "limit_data": limitData,
+  hang,
 };
 
 /**
@@ -204,28 +372,79 @@ export function parseToxic(text: string): Required<ToxicSpec> {
 }
 
 /**
- * Builds the chain of one direction of one connection: each toxic on
- * `stream` that the connection gets (by its toxicity, one draw per toxic),
- * in order, ending in `sink`. Returns the head and the names applied.
+ * The chain of one direction of one connection: each toxic on its stream
+ * that the connection gets (by its toxicity, one draw per toxic when it is
+ * first seen), in order, ending in the sink. {@linkcode Chain.update} swaps
+ * toxics on the live connection: a toxic that stays keeps its stage and its
+ * state, a removed one is interrupted and passes on what it holds (to the
+ * stage after it), a new one is drawn for and linked in. The relay writes
+ * to {@linkcode Chain.head} afresh for every chunk.
  */
-export function buildChain(
-  toxics: readonly Required<ToxicSpec>[],
-  stream: ToxicStream,
-  sink: Stage,
-  context: Omit<Link, "next">,
-): { head: Stage; applied: string[] } {
-  const chosen = toxics.filter((t) =>
-    t.stream === stream &&
-    (t.toxicity >= 1 || (t.toxicity > 0 && context.random() < t.toxicity))
-  );
-  let head = sink;
-  for (const toxic of chosen.toReversed()) {
-    head = TOXIC_TYPES[toxic.type]!.pipe(toxic.attributes, {
-      ...context,
-      next: head,
-    });
+export class Chain {
+  /** Where the relay writes the next chunk. */
+  head: Stage;
+  readonly #stream: ToxicStream;
+  readonly #sink: Stage;
+  readonly #context: Omit<Link, "next" | "interrupt">;
+  readonly #stages = new Map<
+    Required<ToxicSpec>,
+    { stage: Stage; link: Link; stop: AbortController }
+  >();
+  readonly #skipped = new Set<Required<ToxicSpec>>();
+
+  /** A chain of no toxics yet; `update` puts them in. */
+  constructor(
+    stream: ToxicStream,
+    sink: Stage,
+    context: Omit<Link, "next" | "interrupt">,
+  ) {
+    this.#stream = stream;
+    this.#sink = sink;
+    this.#context = context;
+    this.head = sink;
   }
-  return { head, applied: chosen.map((t) => t.name) };
+
+  /**
+   * Makes the chain the toxics of `toxics` on this stream, in order.
+   * Returns the names of the toxics newly applied to this connection.
+   */
+  update(toxics: readonly Required<ToxicSpec>[]): string[] {
+    const mine = toxics.filter((t) => t.stream === this.#stream);
+    const applied: string[] = [];
+    for (const toxic of mine) {
+      if (this.#stages.has(toxic) || this.#skipped.has(toxic)) continue;
+      const p = toxic.toxicity;
+      if (p >= 1 || (p > 0 && this.#context.random() < p)) {
+        const stop = new AbortController();
+        const link: Link = {
+          ...this.#context,
+          next: this.#sink,
+          interrupt: AbortSignal.any([this.#context.signal, stop.signal]),
+        };
+        const stage = TOXIC_TYPES[toxic.type]!.pipe(toxic.attributes, link);
+        this.#stages.set(toxic, { stage, link, stop });
+        applied.push(toxic.name);
+      } else this.#skipped.add(toxic);
+    }
+    const kept = new Set(mine);
+    for (const [toxic, { stop }] of this.#stages) {
+      if (kept.has(toxic)) continue;
+      this.#stages.delete(toxic); // its link.next stays: what it holds goes on
+      stop.abort();
+    }
+    for (const toxic of this.#skipped) {
+      if (!kept.has(toxic)) this.#skipped.delete(toxic);
+    }
+    let head = this.#sink;
+    for (const toxic of mine.toReversed()) {
+      const entry = this.#stages.get(toxic);
+      if (entry === undefined) continue;
+      entry.link.next = head;
+      head = entry.stage;
+    }
+    this.head = head;
+    return applied;
+  }
 }
 
 /**

@@ -3,7 +3,8 @@
  * A fault-injecting TCP/TLS/Unix proxy after Shopify's toxiproxy: it listens
  * on an endpoint of the network layer, relays each connection to an upstream
  * endpoint, and runs each direction's bytes through that direction's chain
- * of toxics (tools/_toxics.ts: `latency`, `limit_data`).
+ * of toxics (tools/_toxics.ts: `latency`, `bandwidth`, `slow_close`,
+ * `timeout`, `reset_peer`, `slicer`, `limit_data`, `hang`).
  *
  * The relay is a read/write loop per direction with one buffer each
  * ({@linkcode PROXY_BUFFER_SIZE}): a chunk is written (through the toxics)
@@ -52,7 +53,7 @@ import {
 } from "../_net.ts";
 import { parseTarget } from "./netstat.ts";
 import {
-  buildChain,
+  Chain,
   parseToxic,
   resolveToxic,
   seededRandom,
@@ -175,7 +176,8 @@ export interface ProxyServer extends AsyncDisposable {
  */
 export async function serveProxy(options: ProxyOptions): Promise<ProxyServer> {
   const upstream = connectEndpoint(options.upstream);
-  const toxics = (options.toxics ?? []).map(resolveToxic);
+  let toxics: Required<ToxicSpec>[] = [];
+  for (const spec of options.toxics ?? []) toxics = withToxic(toxics, spec);
   const connectTimeout = options.connectTimeout ?? 10_000;
   const log = options.log ?? ((line) => console.error(line));
   const access = accessControl(options);
@@ -200,6 +202,10 @@ export async function serveProxy(options: ProxyOptions): Promise<ProxyServer> {
     toxicsApplied: Object.fromEntries(toxics.map((t) => [t.name, 0])),
   };
   const cuts = new Set<() => void>();
+  const chains = new Set<Chain>();
+  const applyToxics = (chain: Chain) => {
+    for (const name of chain.update(toxics)) stats.toxicsApplied[name]!++;
+  };
   const relays = new Set<Promise<void>>();
   let nextId = 1;
 
@@ -221,6 +227,10 @@ export async function serveProxy(options: ProxyOptions): Promise<ProxyServer> {
         }; closed the client`,
       );
       return;
+    }
+    for (const conn of [client, server]) {
+      // As Go does for toxiproxy: a slicer's slices go out one by one.
+      if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
     }
     const closed = new AbortController();
     const cut = () => {
@@ -256,24 +266,25 @@ export async function serveProxy(options: ProxyOptions): Promise<ProxyServer> {
         },
         end: () => dst.closeWrite(),
       };
-      const { head, applied } = buildChain(toxics, stream, sink, {
+      const chain = new Chain(stream, sink, {
         random,
         cut,
         signal: closed.signal,
       });
-      for (const name of applied) stats.toxicsApplied[name]!++;
+      applyToxics(chain);
+      chains.add(chain);
       try {
         for (;;) {
           const n = await src.read(buffer);
           if (n === null) {
-            await head.end();
+            await chain.head.end();
             return;
           }
           held = n;
           stats.bytesHeld += n;
           if (n > stats.peakHeld) stats.peakHeld = n;
           try {
-            await head.write(buffer.subarray(0, n));
+            await chain.head.write(buffer.subarray(0, n));
           } finally {
             stats.bytesHeld -= held;
             held = 0;
@@ -288,6 +299,8 @@ export async function serveProxy(options: ProxyOptions): Promise<ProxyServer> {
           }; closed both sides`,
         );
         cut();
+      } finally {
+        chains.delete(chain);
       }
     }
 
@@ -358,6 +371,18 @@ export async function serveProxy(options: ProxyOptions): Promise<ProxyServer> {
   };
 }
 
+/** `toxics` and one more, checked: its name must be new. */
+function withToxic(
+  toxics: Required<ToxicSpec>[],
+  spec: ToxicSpec,
+): Required<ToxicSpec>[] {
+  const toxic = resolveToxic(spec);
+  if (toxics.some((t) => t.name === toxic.name)) {
+    throw new RangeError(`Toxic "${toxic.name}" already exists`);
+  }
+  return [...toxics, toxic];
+}
+
 /** Formats final counters as the one line the proxy prints when it stops. */
 export function formatProxyStats(stats: ProxyStats): string {
   const applied = Object.entries(stats.toxicsApplied)
@@ -422,21 +447,30 @@ const OPTIONS: Record<string, OptionSpec> = {
   seed: {
     type: "string",
     arg: "N",
-    description: "Seed the random draws (jitter, toxicity) so a run repeats.",
+    description:
+      "Seed the random draws (jitter, toxicity, slicer sizes) so a run repeats.",
   },
 };
 
 const COMMAND = {
   name: "tools/proxy.ts",
   summary:
-    "A fault-injecting proxy after toxiproxy: relays each connection to an upstream, through toxics per direction (latency, limit_data), over TCP, TLS or Unix sockets on either side.",
+    "A fault-injecting proxy after toxiproxy: relays each connection to an upstream, through toxics per direction (latency, bandwidth, slow_close, timeout, reset_peer, slicer, limit_data, hang), over TCP, TLS or Unix sockets on either side.",
   options: OPTIONS,
   epilog: `Toxics (toxiproxy's names and attributes; each also takes
 stream=upstream|downstream (client to server, server to client; default
 downstream), toxicity=0..1 (probability a connection gets it; default 1) and
 name=NAME):
   latency:latency=MS,jitter=MS   delay every chunk by latency +- jitter ms
+  bandwidth:rate=KB_S            at most rate KB/s (1 KB = 1000 bytes)
+  slow_close:delay=MS            the end (FIN) waits delay ms
+  timeout:timeout=MS             pass no data; close after MS (0: never)
+  reset_peer:timeout=MS          at the first data, wait MS, close abruptly
+  slicer:average_size=N,size_variation=N,delay=US
+                                 cut chunks in slices of N +- N bytes,
+                                 delay us between them
   limit_data:bytes=N             close the connection after N bytes
+  hang                           drop all data and the end; stay open
 
 Examples:
   deno run --allow-net=127.0.0.1 tools/proxy.ts --upstream 127.0.0.1:${NOTES_PORT} \\
