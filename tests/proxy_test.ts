@@ -632,3 +632,59 @@ Deno.test("proxy hang toxic: the direction goes silent (data and FIN dropped), t
   );
   assert.equal(pair.proxy.stats().active, 1);
 });
+
+Deno.test("proxy addToxic/removeToxic on a live connection: latency added slows the next round trip; removed while it holds a chunk, the chunk goes on at once", async () => {
+  await using echo = await serveSelectEcho({ port: 0, log: () => {} });
+  const { proxy, port } = await proxyTo(echo.addr.port);
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const ping = new TextEncoder().encode("ping\n");
+  assert.ok((await roundTrip(conn, ping)) < 100);
+  const added = proxy.addToxic({
+    type: "latency",
+    attributes: { latency: 400 },
+  });
+  assert.equal(added.name, "latency_downstream");
+  assert.deepEqual(proxy.toxics().map((t) => t.name), ["latency_downstream"]);
+  assert.throws(
+    () => proxy.addToxic({ type: "latency" }),
+    /"latency_downstream" already exists/,
+  );
+  const slow = await roundTrip(conn, ping);
+  assert.ok(slow >= 399 && slow < 600, `${slow}`);
+  // A chunk held by the latency when it is removed is passed on, not lost.
+  const start = performance.now();
+  const data = randomBytes(10_000, pseudoRandom(13));
+  await writeAll(conn, data);
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.equal(proxy.removeToxic("latency_downstream"), true);
+  const back = await readN(conn, data.length);
+  const took = performance.now() - start;
+  assert.equal(firstDifference(back, data), -1);
+  assert.ok(took < 300, `${took}`);
+  assert.equal(proxy.removeToxic("latency_downstream"), false);
+  assert.deepEqual(proxy.toxics(), []);
+  assert.ok((await roundTrip(conn, ping)) < 100);
+  conn.close();
+  await waitUntil(() => proxy.stats().active === 0, "the connection to end");
+  const stats = await proxy.close();
+  assert.equal(stats.toxicsApplied.latency_downstream, 1);
+  assert.equal(stats.errors, 0);
+});
+
+Deno.test("proxy removeToxic: a hang removed passes on the FIN it swallowed; a toxic that stays keeps its state (limit_data's count)", async () => {
+  await using pair = await toxicPair(["hang", "limit_data:bytes=10"]);
+  await writeAll(pair.server, new TextEncoder().encode("lost"));
+  await pair.server.closeWrite();
+  assert.deepEqual(await readFor(pair.client, 300), { bytes: 0, eof: false });
+  assert.equal(pair.proxy.removeToxic("hang_downstream"), true);
+  assert.deepEqual(await readFor(pair.client, 2000), { bytes: 0, eof: true });
+  // A toxic added rebuilds the chain; limit_data, which stays, keeps its
+  // count: 6 bytes before, 4 after.
+  await using other = await toxicPair(["limit_data:bytes=10"]);
+  await writeAll(other.server, new TextEncoder().encode("123456"));
+  assert.equal((await readN(other.client, 6)).length, 6);
+  other.proxy.addToxic({ type: "latency", attributes: { latency: 1 } });
+  await writeAll(other.server, new TextEncoder().encode("abcdefgh"));
+  const rest = await readAll(other.client);
+  assert.equal(new TextDecoder().decode(rest), "abcd");
+});

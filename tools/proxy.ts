@@ -4,7 +4,8 @@
  * on an endpoint of the network layer, relays each connection to an upstream
  * endpoint, and runs each direction's bytes through that direction's chain
  * of toxics (tools/_toxics.ts: `latency`, `bandwidth`, `slow_close`,
- * `timeout`, `reset_peer`, `slicer`, `limit_data`, `hang`).
+ * `timeout`, `reset_peer`, `slicer`, `limit_data`, `hang`), which may be
+ * added and removed on live connections.
  *
  * The relay is a read/write loop per direction with one buffer each
  * ({@linkcode PROXY_BUFFER_SIZE}): a chunk is written (through the toxics)
@@ -139,6 +140,20 @@ export interface ProxyServer extends AsyncDisposable {
   close(): Promise<ProxyStats>;
   /** Resolves with the final counters once the proxy has stopped. */
   readonly finished: Promise<ProxyStats>;
+  /**
+   * Adds a toxic (at the end of its stream's chain), on the connections
+   * already open too; returns it with every field filled in.
+   *
+   * @throws {RangeError} On a bad toxic or a name already in use.
+   */
+  addToxic(spec: ToxicSpec): Required<ToxicSpec>;
+  /**
+   * Removes a toxic by name, on open connections too: what it holds is
+   * passed on at once. Returns false when there is no such toxic.
+   */
+  removeToxic(name: string): boolean;
+  /** The toxics now, in chain order. */
+  toxics(): Required<ToxicSpec>[];
 }
 
 /**
@@ -272,7 +287,8 @@ export async function serveProxy(options: ProxyOptions): Promise<ProxyServer> {
         signal: closed.signal,
       });
       applyToxics(chain);
-      chains.add(chain);
+      chains.add(chain); // till the connection ends: an end held may go on
+      mine.push(chain);
       try {
         for (;;) {
           const n = await src.read(buffer);
@@ -299,15 +315,15 @@ export async function serveProxy(options: ProxyOptions): Promise<ProxyServer> {
           }; closed both sides`,
         );
         cut();
-      } finally {
-        chains.delete(chain);
       }
     }
 
+    const mine: Chain[] = [];
     await Promise.all([
       pump(client, server, "upstream"),
       pump(server, client, "downstream"),
     ]);
+    for (const chain of mine) chains.delete(chain);
     cut();
     cuts.delete(cut);
   }
@@ -364,6 +380,21 @@ export async function serveProxy(options: ProxyOptions): Promise<ProxyServer> {
       stopping.abort();
       return finished;
     },
+    addToxic(spec) {
+      toxics = withToxic(toxics, spec);
+      const added = toxics.at(-1)!;
+      stats.toxicsApplied[added.name] ??= 0;
+      for (const chain of chains) applyToxics(chain);
+      return structuredClone(added);
+    },
+    removeToxic(name) {
+      const left = toxics.filter((t) => t.name !== name);
+      if (left.length === toxics.length) return false;
+      toxics = left;
+      for (const chain of chains) applyToxics(chain);
+      return true;
+    },
+    toxics: () => structuredClone(toxics),
     [Symbol.asyncDispose]() {
       stopping.abort();
       return finished.then(() => {});
