@@ -465,6 +465,12 @@ const TABLE: Record<string, ScriptRows> = {
         { args: ["--toxic", "limit_data:toxicity=x"], says: /0 to 1/ },
       ],
       seed: countRows("--seed", 0, 2 ** 32 - 1),
+      api: [
+        { args: ["--api", "127.0.0.1"], says: /expected HOST:PORT/ },
+        { args: ["--api", "::1:8474"], says: /in brackets/ },
+        { args: ["--api", "127.0.0.1:70000"], says: /1 to 65535/ },
+        { args: ["--api="], says: /expected HOST:PORT/ },
+      ],
     },
   },
   "tools/compile.ts": {

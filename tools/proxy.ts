@@ -53,6 +53,7 @@ import {
   writeAll,
 } from "../_net.ts";
 import { parseTarget } from "./netstat.ts";
+import { type ProxyApi, serveProxyApi } from "./_proxy_api.ts";
 import {
   Chain,
   parseToxic,
@@ -154,6 +155,24 @@ export interface ProxyServer extends AsyncDisposable {
   removeToxic(name: string): boolean;
   /** The toxics now, in chain order. */
   toxics(): Required<ToxicSpec>[];
+  /**
+   * Changes a toxic's attributes (merged) or toxicity, live on open
+   * connections for the attributes, for new ones for the toxicity. Returns
+   * the toxic, or undefined when there is no such name.
+   *
+   * @throws {RangeError} On a bad attribute or toxicity.
+   */
+  updateToxic(
+    name: string,
+    change: Pick<ToxicSpec, "attributes" | "toxicity">,
+  ): Required<ToxicSpec> | undefined;
+  /** Whether it is listening (toxiproxy's `enabled`). */
+  readonly enabled: boolean;
+  /**
+   * `false` stops listening (new connections are refused) and cuts every
+   * open connection; `true` listens again on the same address.
+   */
+  setEnabled(on: boolean): Promise<void>;
 }
 
 /**
@@ -199,8 +218,10 @@ export async function serveProxy(options: ProxyOptions): Promise<ProxyServer> {
   const rootRandom = options.seed === undefined
     ? undefined
     : seededRandom(options.seed);
-  const listener = await listen(listenEndpoint(options, 0));
+  let listener: Deno.Listener = await listen(listenEndpoint(options, 0));
   const addr = listener.addr as Addr;
+  let enabled = true;
+  let acceptStop = new AbortController();
   const stopping = new AbortController();
   const stats: ProxyStats = {
     connections: 0,
@@ -328,9 +349,9 @@ export async function serveProxy(options: ProxyOptions): Promise<ProxyServer> {
     cuts.delete(cut);
   }
 
-  async function acceptLoop(): Promise<void> {
+  async function acceptLoop(signal: AbortSignal): Promise<void> {
     const acceptor = new Acceptor(listener, {
-      signal: stopping.signal,
+      signal,
       log,
       counters: stats,
       access,
@@ -348,11 +369,9 @@ export async function serveProxy(options: ProxyOptions): Promise<ProxyServer> {
     }
   }
 
-  const accepting = acceptLoop();
-  const finished = (async () => {
-    await new Promise((resolve) =>
-      stopping.signal.addEventListener("abort", resolve, { once: true })
-    );
+  /** Stops listening and cuts every open connection (enabled: false). */
+  async function stopListening(): Promise<void> {
+    acceptStop.abort();
     try {
       listener.close();
     } catch {
@@ -361,6 +380,19 @@ export async function serveProxy(options: ProxyOptions): Promise<ProxyServer> {
     await accepting;
     for (const cut of cuts) cut();
     await Promise.all(relays);
+  }
+
+  let accepting = acceptLoop(AbortSignal.any([
+    stopping.signal,
+    acceptStop.signal,
+  ]));
+  let switching = Promise.resolve();
+  const finished = (async () => {
+    await new Promise((resolve) =>
+      stopping.signal.addEventListener("abort", resolve, { once: true })
+    );
+    await switching.catch(() => {});
+    await stopListening();
     return snapshot();
   })();
   const onAbort = () => stopping.abort();
@@ -395,6 +427,43 @@ export async function serveProxy(options: ProxyOptions): Promise<ProxyServer> {
       return true;
     },
     toxics: () => structuredClone(toxics),
+    updateToxic(name, change) {
+      const toxic = toxics.find((t) => t.name === name);
+      if (toxic === undefined) return undefined;
+      const checked = resolveToxic({
+        ...toxic,
+        toxicity: change.toxicity ?? toxic.toxicity,
+        stream: toxic.stream,
+        attributes: { ...toxic.attributes, ...change.attributes },
+      });
+      Object.assign(toxic.attributes, checked.attributes); // live settings
+      toxic.toxicity = checked.toxicity;
+      return structuredClone(toxic);
+    },
+    get enabled() {
+      return enabled;
+    },
+    setEnabled(on) {
+      switching = switching.then(async () => {
+        if (on === enabled || stopping.signal.aborted) return;
+        if (!on) {
+          enabled = false;
+          await stopListening();
+          return;
+        }
+        listener = await listen(listenEndpoint(
+          "port" in addr ? { ...options, port: addr.port } : options,
+          0,
+        ));
+        acceptStop = new AbortController();
+        accepting = acceptLoop(AbortSignal.any([
+          stopping.signal,
+          acceptStop.signal,
+        ]));
+        enabled = true;
+      });
+      return switching;
+    },
     [Symbol.asyncDispose]() {
       stopping.abort();
       return finished.then(() => {});
@@ -475,6 +544,12 @@ const OPTIONS: Record<string, OptionSpec> = {
     description:
       "Add a toxic, TYPE:KEY=VALUE,... (repeatable; in chain order per stream).",
   },
+  api: {
+    type: "string",
+    arg: "HOST:PORT",
+    description:
+      "Serve toxiproxy's HTTP API here (as 127.0.0.1:8474); --upstream is then optional.",
+  },
   seed: {
     type: "string",
     arg: "N",
@@ -509,6 +584,13 @@ Examples:
   deno run --allow-net=127.0.0.1 --allow-read=tests/fixtures/tls tools/proxy.ts \\
     --tls --cert tests/fixtures/tls/server.pem --key tests/fixtures/tls/server.key \\
     --upstream 127.0.0.1:${NOTES_PORT}
+
+With --api, toxiproxy's clients create and drive proxies over HTTP
+(GET /version, GET/POST /proxies, POST /populate, GET/POST/DELETE
+/proxies/NAME, GET/POST /proxies/NAME/toxics, GET/POST/DELETE
+/proxies/NAME/toxics/TOXIC, POST /reset); without --upstream it prints the
+API's "listening on" line. Keep it on loopback: anyone who reaches it can
+open connections from this host.
 
 Each direction holds at most ${PROXY_BUFFER_SIZE} bytes of a connection.
 Prints "listening on HOST:PORT"; on SIGINT/SIGTERM closes every connection
@@ -600,14 +682,52 @@ export async function main(args: string[]): Promise<number> {
   const seed = values.seed === undefined
     ? undefined
     : parseInteger(values.seed, "--seed", 0, 2 ** 32 - 1);
+  const apiAt = values.api === undefined
+    ? undefined
+    : parseApiAddress(values.api as string);
   const endpoint = await parseServerEndpoint(values);
-  const upstream = await parseUpstream(values);
-  const running: { proxy?: ProxyServer } = {};
+  const upstream = apiAt !== undefined && values.upstream === undefined &&
+      values["upstream-unix"] === undefined
+    ? undefined
+    : await parseUpstream(values);
+  const running: { proxy?: ProxyServer; api?: ProxyApi } = {};
+  const apiStats = () => {
+    for (const name of running.api?.names() ?? []) {
+      const stats = running.api!.proxy(name)?.stats();
+      if (stats) console.log(`${name}: ${formatProxyStats(stats)}`);
+    }
+  };
   using shutdown = shutdownSignal({
     onForce() {
       if (running.proxy) console.log(formatProxyStats(running.proxy.stats()));
+      apiStats();
     },
   });
+  if (apiAt !== undefined) {
+    const api = running.api = await serveProxyApi({
+      ...apiAt,
+      signal: shutdown.signal,
+    }).catch((error) => {
+      throw new CliError(
+        `Cannot serve the API on ${values.api}: ${describeError(error)}`,
+      );
+    });
+    if (upstream === undefined) printListening(api.addr);
+    console.error(`toxiproxy API on http://${formatAddr(api.addr)}`);
+    if (!/^(127\.|::1$|localhost$)/.test(apiAt.hostname)) {
+      console.error(
+        `warning: the API is on ${apiAt.hostname}, not loopback: anyone who reaches it can make this host open connections`,
+      );
+    }
+  }
+  if (upstream === undefined) {
+    await new Promise((resolve) =>
+      shutdown.signal.addEventListener("abort", resolve, { once: true })
+    );
+    apiStats();
+    await running.api!.close();
+    return 0;
+  }
   const proxy = running.proxy = await serveProxy({
     ...endpoint,
     upstream: upstream.transport === "unix" ? { unix: upstream.path } : {
@@ -623,7 +743,23 @@ export async function main(args: string[]): Promise<number> {
   printListening(proxy.addr);
   console.error(`relaying to ${formatEndpoint(upstream)}`);
   console.log(formatProxyStats(await proxy.finished));
+  apiStats();
+  await running.api?.close();
   return 0;
+}
+
+/** `--api HOST:PORT`, port 0 allowed (a free one, printed). */
+function parseApiAddress(text: string): { hostname: string; port: number } {
+  const zero = /:0$/.test(text);
+  try {
+    const target = parseTarget(
+      zero ? text.replace(/:0$/, ":1") : text,
+      "--api",
+    );
+    return { hostname: target.hostname, port: zero ? 0 : target.port };
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
 }
 
 if (import.meta.main) runMain(main);
