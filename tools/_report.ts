@@ -95,3 +95,22 @@ export function formatCpu(cpu: CpuReport): string {
       : ""
   }`;
 }
+
+/** Most distinct error messages a report keeps. */
+export const ERROR_SAMPLES = 5;
+
+/**
+ * The first few distinct error messages of a run, for its report: both load
+ * modes' tallies extend it.
+ */
+export class ErrorSamples {
+  /** Distinct error messages, first {@linkcode ERROR_SAMPLES} only. */
+  readonly errors: string[] = [];
+
+  /** Keeps `message` unless it is known or the samples are full. */
+  note(message: string): void {
+    if (this.errors.length < ERROR_SAMPLES && !this.errors.includes(message)) {
+      this.errors.push(message);
+    }
+  }
+}

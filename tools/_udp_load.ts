@@ -30,6 +30,8 @@ import {
   count,
   type CpuReport,
   cpuReport,
+  ERROR_SAMPLES,
+  ErrorSamples,
   formatCpu,
   formatPercentiles,
   type LatencySummary,
@@ -198,11 +200,9 @@ export interface UdpLoadReport {
 const SLOTS = 64;
 /** Most datagrams one flow tracks at once (17 bytes each). */
 const MAX_RING = 1 << 22;
-/** Most distinct error messages kept for the report. */
-const ERROR_SAMPLES = 5;
 
 /** Counters of a run (one thread: no races). */
-class UdpTally {
+class UdpTally extends ErrorSamples {
   sent = 0;
   received = 0;
   late = 0;
@@ -217,14 +217,6 @@ class UdpTally {
   bytesReceived = 0;
   /** Datagrams sent and not yet back (intact, in time or late). */
   outstanding = 0;
-  /** Distinct error messages, first few only. */
-  readonly errors: string[] = [];
-
-  note(message: string): void {
-    if (this.errors.length < ERROR_SAMPLES && !this.errors.includes(message)) {
-      this.errors.push(message);
-    }
-  }
 }
 
 /** What every flow of a run reads. */

@@ -75,6 +75,7 @@ import {
   count,
   type CpuReport,
   cpuReport,
+  ErrorSamples,
   formatCpu,
   formatPercentiles,
   type LatencySummary,
@@ -267,8 +268,6 @@ const PATTERN_BUDGET = 64 * 1024 * 1024;
 const PINGPONG_LIMIT = 64 * 1024;
 /** Stream reads go into a buffer of this size (or the message size, if larger). */
 const STREAM_READ = 64 * 1024;
-/** Most distinct error messages kept for the report. */
-const ERROR_SAMPLES = 5;
 
 /**
  * The bytes every connection sends: `slots` random messages laid end to end,
@@ -359,7 +358,7 @@ function countMismatches(
 }
 
 /** Counters shared by every connection of a run (one thread: no races). */
-class Tally {
+class Tally extends ErrorSamples {
   /** Connections open now. */
   connected = 0;
   /** Connections that came up at all. */
@@ -374,14 +373,6 @@ class Tally {
   mismatchedBytes = 0;
   missingBytes = 0;
   extraBytes = 0;
-  /** Distinct error messages, first few only. */
-  readonly errors: string[] = [];
-
-  note(message: string): void {
-    if (this.errors.length < ERROR_SAMPLES && !this.errors.includes(message)) {
-      this.errors.push(message);
-    }
-  }
 
   get errorCount(): number {
     return this.connectFailures + this.resets + this.closedByServer +
