@@ -570,8 +570,11 @@ export async function connect(
       reason = "cancelled";
     } else if (giveUp.signal.aborted) {
       reason = `timed out after ${options.timeout! / 1000} s`;
-    } else if (endpoint.transport === "tls" && isTlsError(error)) {
-      reason = describeTlsError(error);
+    } else if (endpoint.transport === "tls") {
+      // The server's refusal (an alert on our client certificate, with TLS
+      // 1.2; a hang-up; no TLS at all) says more than our own reading.
+      reason = describeTlsConnectFailure(error) ??
+        (isTlsError(error) ? describeTlsError(error) : describeError(error));
     } else {
       reason = describeError(error);
     }

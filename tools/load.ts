@@ -587,14 +587,12 @@ function describeConnectError(
   endpoint: ConnectEndpoint,
   error: unknown,
 ): string {
-  // The server's refusal (an alert on our client certificate, with TLS 1.2;
-  // a hang-up; no TLS at all) says more than the error's reading.
-  const tls = endpoint.transport === "tls";
-  if (error instanceof ConnectError) {
-    return (tls ? describeTlsConnectFailure(error.cause) : undefined) ??
-      error.reason;
-  }
-  const refused = tls ? describeTlsConnectFailure(error) : undefined;
+  if (error instanceof ConnectError) return error.reason;
+  // node:tls: the server's refusal (an alert on our client certificate,
+  // with TLS 1.2; a hang-up; no TLS at all) says more than the error.
+  const refused = endpoint.transport === "tls"
+    ? describeTlsConnectFailure(error)
+    : undefined;
   if (refused !== undefined) return refused;
   const e = error as { code?: unknown; host?: unknown } | null;
   if (e?.code === "ERR_TLS_CERT_ALTNAME_INVALID") {
