@@ -1,244 +1,30 @@
 /**
- * The network layer every server of socket-notes shares. This part is the
- * accept loop: the notes' `accept()` in a loop, with what their one-client
- * programs never meet, a listener that must go on serving whatever one
- * connection or the system does to it.
+ * The network layer every script of socket-notes shares, the only place
+ * that listens or connects: endpoints for TCP, TLS and Unix sockets,
+ * `listen` and `connect`, the `listening on` line both ways, and the
+ * endpoint options of the command line, declared once. The accept loop is
+ * in `_accept.ts`, the readings of TLS failures in `_tls_errors.ts`.
  *
  * Private to this package: scripts import it, `mod.ts` does not re-export it.
  *
  * @module
  */
 
-import { type AccessControl, AccessList, admits } from "./_access.ts";
+import { type AccessControl, AccessList } from "./_access.ts";
 import {
   CliError,
   describeError,
-  isPeerGone,
   NOTES_PORT,
   type OptionSpec,
   parseHost,
   parsePort,
-  sleep,
   UsageError,
 } from "./_cli.ts";
-
-/**
- * What a failed `accept()` says, and so what the loop does next:
- * - `closed`: the listener was closed (shutdown); stop.
- * - `connection`: the failure belongs to the one connection being accepted
- *   (it was reset or aborted in the listen backlog); accept again at once.
- * - `exhausted`: the process or the system is out of a resource (open
- *   files, buffers, memory); retrying at once would spin, so back off.
- * - `other`: anything else; back off too, as the safe choice.
- */
-export type AcceptFailure = "closed" | "connection" | "exhausted" | "other";
-
-/**
- * Errors of the connection, not of the listener. Linux's accept(2) passes a
- * new connection's pending network error up from `accept()` and asks callers
- * to retry on these as on EAGAIN; Deno adds ENOTCONN, from reading the peer's
- * address of a connection that was reset before it was accepted.
- */
-const CONNECTION_CODES: ReadonlySet<string> = new Set([
-  "ENOTCONN",
-  "ECONNABORTED",
-  "ECONNRESET",
-  "EPIPE",
-  "ETIMEDOUT",
-  "EPROTO",
-  "EPERM", // a firewall rule refused this connection
-  "ENOPROTOOPT",
-  "EOPNOTSUPP",
-  "ENETDOWN",
-  "ENETUNREACH",
-  "EHOSTDOWN",
-  "EHOSTUNREACH",
-  "ENONET",
-]);
-
-/** Out of a resource: only time (or a closed connection elsewhere) helps. */
-const EXHAUSTION_CODES: ReadonlySet<string> = new Set([
-  "EMFILE",
-  "ENFILE",
-  "ENOBUFS",
-  "ENOMEM",
-]);
-
-/** Tells what a failed `accept()` means; see {@linkcode AcceptFailure}. */
-export function classifyAcceptError(error: unknown): AcceptFailure {
-  if (
-    error instanceof Deno.errors.BadResource ||
-    error instanceof Deno.errors.Interrupted
-  ) return "closed";
-  const code = (error as { code?: unknown } | null)?.code;
-  if (typeof code === "string") {
-    if (CONNECTION_CODES.has(code)) return "connection";
-    if (EXHAUSTION_CODES.has(code)) return "exhausted";
-  }
-  if (
-    error instanceof Deno.errors.NotConnected ||
-    error instanceof Deno.errors.ConnectionAborted ||
-    error instanceof Deno.errors.ConnectionReset ||
-    error instanceof Deno.errors.BrokenPipe ||
-    error instanceof Deno.errors.TimedOut
-  ) return "connection";
-  return "other";
-}
-
-/** Counters an {@linkcode Acceptor} keeps. */
-export interface AcceptCounters {
-  /** Failed `accept()` calls that backed off (EMFILE and the like). */
-  acceptErrors: number;
-  /** Connections gone before they were accepted (reset in the backlog). */
-  acceptAborted: number;
-  /** Connections refused by `--allow`/`--deny`, closed at accept. */
-  denied: number;
-}
-
-/** Options of {@linkcode Acceptor}. */
-export interface AcceptorOptions {
-  /** Aborting it ends {@linkcode Acceptor.accept} with `undefined`. */
-  signal: AbortSignal;
-  /** Where the loop's log lines go. */
-  log: (line: string) => void;
-  /** Counters to add to; a fresh object if omitted. */
-  counters?: AcceptCounters;
-  /** Who may connect (`--allow`, `--deny`); everyone if omitted. */
-  access?: AccessControl;
-}
-
-/** First back-off after a resource error, in ms. */
-const BACKOFF_FIRST = 100;
-/** Longest back-off, in ms. */
-const BACKOFF_MAX = 5_000;
-
-/**
- * Accepts connections from a listener, one call at a time, and survives
- * every accept error: a connection lost before it was accepted is counted,
- * logged once per burst, and the next one is accepted at once; a resource
- * error backs off, 100 ms doubling to 5 s (mini-redis doubles from 1 s, but
- * a full second is long for a test server), so that EMFILE does not spin
- * (denoland/deno#10148).
- *
- * @example
- * ```ts
- * import { Acceptor } from "./_net.ts";
- *
- * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
- * const stop = new AbortController();
- * const acceptor = new Acceptor(listener, { signal: stop.signal, log: console.error });
- * stop.abort();
- * console.log(await acceptor.accept()); // undefined
- * ```
- */
-export class Acceptor<C extends Deno.Conn = Deno.Conn> {
-  /** The listener accepted from. */
-  readonly #listener: Deno.Listener<C>;
-  /** Ends the loop. */
-  readonly #signal: AbortSignal;
-  /** Where log lines go. */
-  readonly #log: (line: string) => void;
-  /** Counters, shared with the caller's stats. */
-  readonly counters: AcceptCounters;
-  /** The next back-off after a resource error, in ms. */
-  #backoff = BACKOFF_FIRST;
-  /** Connections lost at accept since the last one accepted. */
-  #burst = 0;
-  /** Who may connect; undefined for everyone. */
-  readonly #access: AccessControl | undefined;
-  /** Connections denied since the last one admitted. */
-  #deniedBurst = 0;
-
-  /** Builds an acceptor of `listener`; see {@linkcode AcceptorOptions}. */
-  constructor(listener: Deno.Listener<C>, options: AcceptorOptions) {
-    this.#listener = listener;
-    this.#signal = options.signal;
-    this.#log = options.log;
-    this.counters = options.counters ??
-      { acceptErrors: 0, acceptAborted: 0, denied: 0 };
-    const access = options.access;
-    this.#access = access?.allow || access?.deny ? access : undefined;
-  }
-
-  /**
-   * Returns the next accepted connection, or `undefined` once the listener
-   * is closed or the signal has aborted. Never throws.
-   */
-  async accept(): Promise<C | undefined> {
-    while (!this.#signal.aborted) {
-      let conn: C;
-      try {
-        conn = await this.#listener.accept();
-      } catch (error) {
-        if (this.#signal.aborted) return undefined;
-        const failure = classifyAcceptError(error);
-        if (failure === "closed") return undefined;
-        if (failure === "connection") {
-          // The kernel's accept succeeded, so descriptors are not short.
-          this.counters.acceptAborted++;
-          this.#backoff = BACKOFF_FIRST;
-          if (this.#burst++ === 0) {
-            this.#log(
-              `accept: a connection was gone before it was accepted (${
-                describeError(error)
-              }); accepting on, the rest of this burst is counted`,
-            );
-          }
-          continue;
-        }
-        this.counters.acceptErrors++;
-        this.#log(
-          `accept failed: ${
-            describeError(error)
-          }; retry in ${this.#backoff} ms`,
-        );
-        await sleep(this.#backoff, this.#signal);
-        this.#backoff = Math.min(this.#backoff * 2, BACKOFF_MAX);
-        continue;
-      }
-      this.#backoff = BACKOFF_FIRST;
-      if (this.#burst > 1) {
-        this.#log(
-          `accept: ${this.#burst} connections in all were gone before they were accepted`,
-        );
-      }
-      this.#burst = 0;
-      if (this.#access !== undefined && !this.#admit(conn)) continue;
-      return conn;
-    }
-    return undefined;
-  }
-
-  /**
-   * Applies `--allow`/`--deny`: a refused peer is closed here, before a byte
-   * is read or sent (a TLS connection before its handshake), and logged
-   * once per burst of refusals.
-   */
-  #admit(conn: C): boolean {
-    const remote = conn.remoteAddr;
-    if (!("hostname" in remote) || admits(this.#access!, remote.hostname)) {
-      if (this.#deniedBurst > 1) {
-        this.#log(`access: ${this.#deniedBurst} connections in all denied`);
-      }
-      this.#deniedBurst = 0;
-      return true;
-    }
-    this.counters.denied++;
-    if (this.#deniedBurst++ === 0) {
-      this.#log(
-        `access: denied ${
-          formatAddr(remote)
-        } (--allow/--deny); the rest of this burst is counted`,
-      );
-    }
-    try {
-      conn.close();
-    } catch {
-      // Already gone.
-    }
-    return false;
-  }
-}
+import {
+  describeTlsConnectFailure,
+  describeTlsError,
+  isTlsError,
+} from "./_tls_errors.ts";
 
 // ---------------------------------------------------------------------------
 // Endpoints: where a server listens and a client connects
@@ -345,62 +131,6 @@ export function parseListeningLine(
   const net = where.match(/^(?:\[([0-9a-fA-F:.%\w-]+)\]|([^:/\[\]]+)):(\d+)$/);
   if (net) return { hostname: net[1] ?? net[2]!, port: Number(net[3]) };
   return { path: where };
-}
-
-/**
- * The one-line cause of a TLS failure, from rustls's words: an expired
- * certificate, a name mismatch, an unknown CA, a key that does not match.
- * Anything else is {@linkcode describeError}'s reading.
- */
-export function describeTlsError(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
-  const expired = message.match(/certificate expired.*not valid after (\d+)/);
-  if (expired) {
-    const when = new Date(Number(expired[1]) * 1000).toISOString()
-      .replace(".000Z", "Z");
-    return `certificate expired (not valid after ${when})`;
-  }
-  if (/certificate expired/.test(message)) return "certificate expired";
-  if (/not valid yet|NotValidYet/.test(message)) {
-    return "certificate not valid yet";
-  }
-  const name = message.match(
-    /certificate not valid for name "([^"]*)"(?:; certificate is only valid for (.*))?/,
-  );
-  if (name) {
-    const valid = name[2]
-      ? ` (it is for ${
-        [...name[2].matchAll(/\("([^"]*)"\)|\(([\d.:a-f]+)\)/g)]
-          .map((m) => m[1] ?? m[2]).join(", ") || name[2]
-      })`
-      : "";
-    return `certificate is not valid for "${name[1]}"${valid}; ` +
-      `connect by a name it holds or give it with --server-name`;
-  }
-  if (/NotValidForName/.test(message)) {
-    return "certificate is not valid for this name (see --server-name)";
-  }
-  if (/UnknownIssuer|UnknownCA|unknown ca/i.test(message)) {
-    return "certificate signed by an unknown CA (trust its CA with --ca FILE)";
-  }
-  if (/KeyMismatch|keys may not be consistent/.test(message)) {
-    return "the key does not match the certificate";
-  }
-  if (/BadCertificate|bad certificate/i.test(message)) {
-    return "the peer rejected the certificate";
-  }
-  if (/No keys found/.test(message)) return "no private key in the key file";
-  if (/No certificates found/.test(message)) {
-    return "no certificate in the certificate file";
-  }
-  return describeError(error);
-}
-
-/** Whether `error` came from TLS (a handshake or a certificate). */
-function isTlsError(error: unknown): boolean {
-  const message = error instanceof Error ? error.message : "";
-  return /certificate|alert|KeyMismatch|keys may not|HandshakeFailure|tls/i
-    .test(message);
 }
 
 /**
@@ -1055,99 +785,4 @@ export async function writeAll(
 ): Promise<void> {
   let n = await conn.write(bytes);
   while (n < bytes.length) n += await conn.write(bytes.subarray(n));
-}
-
-/** What a TLS alert from the server most likely means, by its rustls name. */
-const ALERT_HINTS: Record<string, string> = {
-  CertificateRequired: "it requires a client certificate (--cert and --key)",
-  UnknownCA: "it does not trust the CA of our client certificate",
-  BadCertificate: "it refused our client certificate",
-  CertificateUnknown: "it refused our client certificate",
-  CertificateExpired: "it says our client certificate has expired",
-  NoApplicationProtocol: "it speaks none of the --alpn protocols offered",
-  HandshakeFailure:
-    "it accepts nothing we offered (it may require a client certificate: --cert and --key)",
-};
-
-/**
- * The one-line cause of a TLS alert the server sent, or `undefined` if
- * `error` is not one: the server's verdict (on our client certificate, say),
- * which {@linkcode describeTlsError} would read as a fault of the server's
- * certificate (`UnknownCA`). With TLS 1.2 it ends the handshake, so it is
- * the cause of a {@linkcode ConnectError}; with TLS 1.3 a client's handshake
- * is done before the server has judged its certificate, and the first read
- * or write meets the alert, after {@linkcode connect} has returned.
- *
- * @param error What a read or write threw.
- * @returns The cause, as `the server refused the TLS session (alert
- * CertificateRequired): it requires a client certificate (--cert and --key)`.
- *
- * @example
- * ```ts
- * import { describeTlsAlert } from "./_net.ts";
- *
- * console.log(describeTlsAlert(new Error("received fatal alert: UnknownCA")));
- * ```
- */
-export function describeTlsAlert(error: unknown): string | undefined {
-  const message = error instanceof Error ? error.message : String(error);
-  const alert = message.match(/received fatal alert: (\w+)/)?.[1];
-  if (alert === undefined) return undefined;
-  const hint = ALERT_HINTS[alert];
-  return `the server refused the TLS session (alert ${alert})${
-    hint ? `: ${hint}` : ""
-  }`;
-}
-
-/**
- * The one-line cause of a TLS handshake the server hung up on (reset or
- * closed, no alert read: it sent none, or our next write met the reset
- * first), or `undefined` if `error` is not that.
- */
-function describeTlsHangup(error: unknown): string | undefined {
-  const message = error instanceof Error ? error.message : String(error);
-  if (
-    !isPeerGone(error) &&
-    !/unexpected ?eof|peer closed connection/i.test(message)
-  ) return undefined;
-  return "the server closed the connection during the TLS handshake (it " +
-    "may require a client certificate, --cert and --key, or not speak TLS)";
-}
-
-/** A peer whose answer to our ClientHello is not TLS, or `undefined`. */
-function describeNotTls(error: unknown): string | undefined {
-  const message = error instanceof Error ? error.message : String(error);
-  if (/got ClientHello when expecting/.test(message)) {
-    return "the server sent our ClientHello back: it does not speak TLS " +
-      "(an echo server without --tls?)";
-  }
-  if (/InvalidContentType|wrong version number/.test(message)) {
-    return "the server does not speak TLS (what it sent is no TLS record)";
-  }
-  return undefined;
-}
-
-/**
- * The one-line cause of a failed TLS connect as the client sees the server
- * refuse it, or `undefined` when the cause is the client's own finding
- * (then {@linkcode ConnectError}'s `reason` says it): the server's alert
- * ({@linkcode describeTlsAlert}), a hang-up during the handshake, or a
- * server that does not speak TLS. For the cause of a `ConnectError` over
- * TLS, or a `node:tls` connect error; after the handshake a reset is only a
- * reset.
- *
- * @param error The cause of a failed TLS connect.
- * @returns The cause, as `the server closed the connection during the TLS
- * handshake (...)`, or `undefined`.
- *
- * @example
- * ```ts
- * import { describeTlsConnectFailure } from "./_net.ts";
- *
- * console.log(describeTlsConnectFailure(new Deno.errors.BrokenPipe("Broken pipe")));
- * ```
- */
-export function describeTlsConnectFailure(error: unknown): string | undefined {
-  return describeTlsAlert(error) ?? describeTlsHangup(error) ??
-    describeNotTls(error);
 }

@@ -46,12 +46,12 @@ import {
   type ConnectEndpoint,
   connectEndpoint,
   ConnectError,
-  describeTlsAlert,
   formatEndpoint,
   parseClientEndpoint,
   TLS_LIMITS_HELP,
   type TlsClientOptions,
 } from "../_net.ts";
+import { describeTlsAlert } from "../_tls_errors.ts";
 
 /** Options of {@linkcode runTestClient}. */
 export interface TestClientOptions {

@@ -22,8 +22,8 @@ import {
   shutdownSignal,
   sleep,
 } from "../_cli.ts";
+import { Acceptor } from "../_accept.ts";
 import {
-  Acceptor,
   accessControl,
   type Addr,
   formatAddr,

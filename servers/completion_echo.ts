@@ -1416,7 +1416,9 @@ function checkWorkerReadable(threads: number): void {
     "./_echo.ts",
     "../_cli.ts",
     "../_net.ts",
+    "../_accept.ts",
     "../_access.ts",
+    "../_tls_errors.ts",
   ];
   for (const module of modules) {
     const url = new URL(module, import.meta.url);

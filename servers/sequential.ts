@@ -50,11 +50,10 @@ import {
   withDeadline,
   writeText,
 } from "../_line_io.ts";
+import { Acceptor } from "../_accept.ts";
 import {
-  Acceptor,
   accessControl,
   type Addr,
-  describeTlsError,
   formatAddr,
   listen,
   listenEndpoint,
@@ -64,6 +63,7 @@ import {
   type ServerEndpointOptions,
   TLS_LIMITS_HELP,
 } from "../_net.ts";
+import { describeTlsError } from "../_tls_errors.ts";
 
 export { NOTES_PORT };
 

@@ -9,8 +9,8 @@
 import assert from "node:assert/strict";
 import { AccessList, admits } from "../_access.ts";
 import { UsageError } from "../_cli.ts";
+import { Acceptor } from "../_accept.ts";
 import {
-  Acceptor,
   connect,
   ConnectError,
   listen,

@@ -61,15 +61,17 @@ import {
   type ConnectEndpoint,
   connectEndpoint,
   ConnectError,
-  describeTlsAlert,
-  describeTlsConnectFailure,
-  describeTlsError,
   formatEndpoint,
   parseClientEndpoint,
   TLS_LIMITS_HELP,
   type TlsClientOptions,
   writeAll,
 } from "../_net.ts";
+import {
+  describeTlsAlert,
+  describeTlsConnectFailure,
+  describeTlsError,
+} from "../_tls_errors.ts";
 import { LatencyHistogram } from "./_histogram.ts";
 import {
   count,

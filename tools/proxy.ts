@@ -32,8 +32,8 @@ import {
   SIGNALS_HELP,
   UsageError,
 } from "../_cli.ts";
+import { Acceptor } from "../_accept.ts";
 import {
-  Acceptor,
   accessControl,
   type Addr,
   connect,
