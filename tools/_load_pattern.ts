@@ -1,0 +1,98 @@
+/**
+ * The load generator's byte pattern and its check: what every connection
+ * sends, and how an echoed byte is compared with what was sent at its
+ * offset. Private to `tools/load.ts`.
+ *
+ * @module
+ */
+
+/** Most memory the shared byte pattern may take. */
+const PATTERN_BUDGET = 64 * 1024 * 1024;
+
+/**
+ * The bytes every connection sends: `slots` random messages laid end to end,
+ * each on an 8-byte boundary so that checks can compare 4 bytes at a time.
+ * Connection `i` sends slot `i`, then `i + 1`, and so on (mod `slots`), so at
+ * any message number no two connections (up to `slots` of them) send the same
+ * bytes, and a server that mixes connections up is caught.
+ */
+export class Pattern {
+  /** Bytes per message. */
+  readonly size: number;
+  /** Distance between slot starts: `size` rounded up to 8. */
+  readonly stride: number;
+  /** Number of distinct messages. */
+  readonly slots: number;
+  /** The slots, end to end. */
+  readonly bytes: Uint8Array;
+  /** The same memory as 32-bit words, for fast comparison. */
+  readonly words: Int32Array;
+  /** One view per slot, made once so sending allocates nothing. */
+  readonly views: Uint8Array[];
+
+  constructor(size: number, connections: number) {
+    this.size = size;
+    this.stride = Math.ceil(size / 8) * 8;
+    const wanted = Math.max(connections, 64);
+    this.slots = Math.max(
+      2,
+      Math.min(wanted, Math.floor(PATTERN_BUDGET / this.stride)),
+    );
+    this.bytes = new Uint8Array(this.slots * this.stride);
+    this.words = new Int32Array(this.bytes.buffer);
+    // xorshift32 with a fixed seed: reproducible, and no two slots alike.
+    let x = 0x9e3779b9 | 0;
+    for (let i = 0; i < this.words.length; i++) {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      this.words[i] = x;
+    }
+    this.views = [];
+    for (let s = 0; s < this.slots; s++) {
+      this.views.push(
+        this.bytes.subarray(s * this.stride, s * this.stride + size),
+      );
+    }
+  }
+}
+
+/**
+ * Counts the bytes of `got[gi .. gi+len)` that differ from
+ * `want[wi .. wi+len)`, four at a time where both offsets share an alignment.
+ */
+export function countMismatches(
+  got: Uint8Array,
+  got32: Int32Array,
+  gi: number,
+  want: Uint8Array,
+  want32: Int32Array,
+  wi: number,
+  len: number,
+): number {
+  let bad = 0;
+  const end = gi + len;
+  if (((gi ^ wi) & 3) === 0) {
+    while (gi < end && (gi & 3) !== 0) {
+      if (got[gi++] !== want[wi++]) bad++;
+    }
+    const wordEnd = end >> 2;
+    let g = gi >> 2;
+    let w = wi >> 2;
+    if ((gi & 3) === 0 && g < wordEnd) {
+      for (; g < wordEnd; g++, w++) {
+        if (got32[g] !== want32[w]) {
+          for (let b = g << 2, c = w << 2, e = b + 4; b < e; b++, c++) {
+            if (got[b] !== want[c]) bad++;
+          }
+        }
+      }
+      gi = g << 2;
+      wi = w << 2;
+    }
+  }
+  while (gi < end) {
+    if (got[gi++] !== want[wi++]) bad++;
+  }
+  return bad;
+}

@@ -1,0 +1,251 @@
+/**
+ * The load generator's report: what a TCP, TLS or Unix run measured, built
+ * in one place from a run's tallies and histograms ({@linkcode buildReport}),
+ * and how it and a progress snapshot are printed. Private to
+ * `tools/load.ts`, which re-exports the types.
+ *
+ * @module
+ */
+
+import type { LatencyHistogram } from "./_histogram.ts";
+import type { LoadEngine, LoadMode, Tally } from "./_load_flow.ts";
+import {
+  count,
+  type CpuReport,
+  cpuReport,
+  formatCpu,
+  formatPercentiles,
+  type LatencySummary,
+  round,
+  summarize,
+} from "./_report.ts";
+
+/** A snapshot of a run in progress. */
+export interface LoadProgress {
+  /** `connecting`, `running` or `draining`. */
+  phase: "connecting" | "running" | "draining";
+  /** Milliseconds since the traffic started (0 while connecting). */
+  elapsed: number;
+  /** Connections open now. */
+  connected: number;
+  /** Connections asked for (active plus idle). */
+  target: number;
+  /** Messages echoed and checked so far. */
+  messages: number;
+  /** Bytes echoed and checked so far. */
+  bytes: number;
+  /** Failed connects, resets, closes by the server, and wrong bytes so far. */
+  errors: number;
+}
+
+/** What a run measured. Every field is always present. */
+export interface LoadReport {
+  /** `HOST:PORT` of the server, or the path of its Unix socket. */
+  target: string;
+  /** How the connections were carried. */
+  transport: "tcp" | "tls" | "unix";
+  /** The mode run. */
+  mode: LoadMode;
+  /** Active connections asked for. */
+  connections: number;
+  /** Idle connections asked for. */
+  idle: number;
+  /** Message size in bytes. */
+  size: number;
+  /** Stream window in bytes (0 in pingpong mode). */
+  window: number;
+  /** Messages per second per connection asked for; 0 is closed loop. */
+  rate: number;
+  /** Socket API used. */
+  engine: LoadEngine;
+  /** Connections that came up (active and idle). */
+  connected: number;
+  /** Milliseconds the connect ramp took. */
+  connectMs: number;
+  /** Connections per second asked for (`connectRate`); 0 is as fast as they come. */
+  connectRate: number;
+  /** Connections that came up per second of the connect ramp. */
+  connectsPerSecond: number;
+  /**
+   * Each connection's connect phase, from the connect call until it is
+   * ready to send: the TCP connect, plus the TLS handshake.
+   */
+  connect: LatencySummary;
+  /** Connects that failed or timed out. */
+  connectFailures: number;
+  /** Connections reset by the peer (ECONNRESET, EPIPE). */
+  resets: number;
+  /** Connections the server closed before the run was over. */
+  closedByServer: number;
+  /** Connections that failed some other way. */
+  otherErrors: number;
+  /** Seconds of traffic the rates are computed over. */
+  seconds: number;
+  /** Messages echoed and checked during those seconds. */
+  messages: number;
+  /** Messages per second, all connections together. */
+  messagesPerSecond: number;
+  /** Bytes written to the server in the whole run. */
+  bytesSent: number;
+  /** Bytes echoed back and checked in the whole run. */
+  bytesEchoed: number;
+  /** Echoed megabytes (10^6 bytes) per second during the timed seconds. */
+  megabytesPerSecond: number;
+  /** Echoed bytes that differ from what was sent at that offset. */
+  mismatchedBytes: number;
+  /** Bytes sent that never came back (peer closed, reset, or drain timed out). */
+  missingBytes: number;
+  /** Bytes that came back beyond what was sent. */
+  extraBytes: number;
+  /** Round-trip latency of each message. */
+  latency: LatencySummary;
+  /** CPU this process used during the timed seconds. */
+  cpu: CpuReport;
+  /** The first few distinct error messages, for a human. */
+  errors: string[];
+  /** True when every connection came up and every byte came back intact. */
+  ok: boolean;
+}
+
+/** What the connect phase is, by transport, for the report. */
+const CONNECT_PHASE = {
+  tcp: "TCP connect",
+  tls: "TCP connect + TLS handshake",
+  unix: "Unix socket connect",
+} as const;
+
+/**
+ * Renders a report as the few lines `tools/load.ts` prints.
+ *
+ * @param report What {@linkcode runLoad} returned.
+ * @returns Lines of text, without a trailing newline.
+ */
+export function formatReport(report: LoadReport): string {
+  const l = report.latency;
+  const c = report.connect;
+  const what = report.mode === "stream"
+    ? `stream of ${count(report.size)}-byte writes, window ${
+      count(report.window)
+    } bytes`
+    : `pingpong of ${count(report.size)}-byte messages`;
+  const lines = [
+    `load: ${what}, ${count(report.connections)} connections${
+      report.idle ? ` + ${count(report.idle)} idle` : ""
+    }${
+      report.rate ? `, ${report.rate} msg/s each (open loop)` : ""
+    }, ${report.seconds} s against ${report.target}${
+      report.transport === "tcp" ? "" : ` over ${report.transport}`
+    } (engine ${report.engine})`,
+    `connections: ${count(report.connected)} of ${
+      count(report.connections + report.idle)
+    } up in ${report.connectMs} ms; ${report.connectFailures} failed to connect, ${report.resets} reset, ${report.closedByServer} closed by the server, ${report.otherErrors} other errors`,
+    `connect ms (${CONNECT_PHASE[report.transport]}): ${
+      formatPercentiles(c)
+    }  (mean ${c.mean}); ${count(report.connectsPerSecond)} connects/s${
+      report.connectRate ? ` (asked ${report.connectRate}/s)` : ""
+    }`,
+    `throughput: ${
+      count(report.messagesPerSecond)
+    } msg/s, ${report.megabytesPerSecond} MB/s echoed (${
+      count(report.messages)
+    } messages)`,
+    `latency ms: ${formatPercentiles(l)}  (mean ${l.mean}, ${
+      count(l.samples)
+    } samples)`,
+    `bytes: ${count(report.bytesEchoed)} of ${
+      count(report.bytesSent)
+    } echoed and checked; ${count(report.mismatchedBytes)} mismatched, ${
+      count(report.missingBytes)
+    } missing, ${count(report.extraBytes)} extra`,
+    formatCpu(report.cpu),
+  ];
+  for (const e of report.errors) lines.push(`error: ${e}`);
+  lines.push(report.ok ? "result: ok" : "result: FAILED");
+  return lines.join("\n");
+}
+
+/** Renders a progress snapshot as one line. */
+export function formatProgress(p: LoadProgress): string {
+  const secs = p.elapsed / 1000;
+  const rate = secs > 0 ? p.messages / secs : 0;
+  const mb = secs > 0 ? p.bytes / secs / 1e6 : 0;
+  return `${p.phase} ${secs.toFixed(1)} s: ${count(rate)} msg/s, ${
+    mb.toFixed(1)
+  } MB/s, ${count(p.connected)}/${
+    count(p.target)
+  } connections up, ${p.errors} errors`;
+}
+
+/** What {@linkcode buildReport} makes a report of: a run's settings and what it counted. */
+export interface ReportInput {
+  /** The run's settings, as the report states them. */
+  settings: Pick<
+    LoadReport,
+    | "target"
+    | "transport"
+    | "mode"
+    | "connections"
+    | "idle"
+    | "size"
+    | "window"
+    | "rate"
+    | "engine"
+    | "connectRate"
+  >;
+  /** The run's counters, after the drain. */
+  tally: Tally;
+  /** Round trips of the messages. */
+  latency: LatencyHistogram;
+  /** Connect phases of the connections. */
+  connect: LatencyHistogram;
+  /** Milliseconds the connect ramp took. */
+  connectMs: number;
+  /** Seconds of traffic, from the start until the stop. */
+  seconds: number;
+  /** Messages echoed and checked by the stop. */
+  messages: number;
+  /** Bytes echoed and checked by the stop. */
+  bytes: number;
+  /** `process.cpuUsage()`'s difference over the traffic, µs. */
+  cpu: { user: number; system: number };
+}
+
+/**
+ * The report of a run: every figure rounded to what it can mean, and `ok`
+ * when every connection came up and every byte came back intact. The one
+ * place a {@linkcode LoadReport} is made.
+ */
+export function buildReport(input: ReportInput): LoadReport {
+  const { tally, seconds, connectMs } = input;
+  const report: LoadReport = {
+    ...input.settings,
+    connected: tally.everConnected,
+    connectMs: round(connectMs, 1),
+    connectsPerSecond: connectMs > 0
+      ? Math.round(tally.everConnected / (connectMs / 1000))
+      : 0,
+    connect: summarize(input.connect),
+    connectFailures: tally.connectFailures,
+    resets: tally.resets,
+    closedByServer: tally.closedByServer,
+    otherErrors: tally.otherErrors,
+    seconds: round(seconds, 3),
+    messages: input.messages,
+    messagesPerSecond: Math.round(input.messages / seconds),
+    bytesSent: tally.bytesSent,
+    bytesEchoed: tally.bytesEchoed,
+    megabytesPerSecond: round(input.bytes / seconds / 1e6, 2),
+    mismatchedBytes: tally.mismatchedBytes,
+    missingBytes: tally.missingBytes,
+    extraBytes: tally.extraBytes,
+    latency: summarize(input.latency),
+    cpu: cpuReport(input.cpu, seconds),
+    errors: [...tally.errors],
+    ok: false,
+  };
+  report.ok = report.connectFailures === 0 && report.resets === 0 &&
+    report.closedByServer === 0 && report.otherErrors === 0 &&
+    report.mismatchedBytes === 0 && report.missingBytes === 0 &&
+    report.extraBytes === 0;
+  return report;
+}
