@@ -129,6 +129,82 @@ export interface EchoServer<A extends Addr = Deno.NetAddr>
   close(): Promise<EchoStats>;
   /** Resolves with the final counters once the server has stopped. */
   readonly finished: Promise<EchoStats>;
+  /**
+   * Resolves with the counters once `test` holds for them: checked now and
+   * at every change the server reports (a connection accepted, rejected or
+   * ended, and moments an engine adds, such as the select server's buffer
+   * filling), so a caller waits for "2 connections open" or "a session
+   * ended with an error" without polling. Rejects with `signal`'s reason
+   * when it aborts, and if the server stops before `test` holds.
+   */
+  until(
+    test: (stats: EchoStats) => boolean,
+    signal?: AbortSignal,
+  ): Promise<EchoStats>;
+}
+
+/**
+ * Waiters on counters that change: {@linkcode EchoServer.until} for every
+ * server handle, the core's and the threaded server's, in one place. A
+ * change costs a size check when nobody waits.
+ */
+export class StatsWatch<S> {
+  #read: () => S;
+  #waiters = new Set<{ check(): void; fail(error: Error): void }>();
+  #stopped = false;
+
+  /** Watches the counters `read` returns. */
+  constructor(read: () => S) {
+    this.#read = read;
+  }
+
+  /** The counters changed: settles the waiters whose test now holds. */
+  changed(): void {
+    if (this.#waiters.size === 0) return;
+    for (const waiter of [...this.#waiters]) waiter.check();
+  }
+
+  /** The server has stopped: one last check, then the rest reject. */
+  stop(): void {
+    this.changed();
+    this.#stopped = true;
+    for (const waiter of [...this.#waiters]) {
+      waiter.fail(new Error("The server stopped before the wait was over"));
+    }
+  }
+
+  /** See {@linkcode EchoServer.until}. */
+  until(test: (stats: S) => boolean, signal?: AbortSignal): Promise<S> {
+    return new Promise<S>((resolve, reject) => {
+      const done = () => {
+        this.#waiters.delete(waiter);
+        signal?.removeEventListener("abort", abort);
+      };
+      const waiter = {
+        check: () => {
+          try {
+            const stats = this.#read();
+            if (!test(stats)) return;
+            done();
+            resolve(stats);
+          } catch (error) {
+            done();
+            reject(error);
+          }
+        },
+        fail: (error: Error) => {
+          done();
+          reject(error);
+        },
+      };
+      const abort = () => waiter.fail(signal!.reason);
+      if (signal?.aborted) return reject(signal.reason);
+      signal?.addEventListener("abort", abort, { once: true });
+      this.#waiters.add(waiter);
+      waiter.check();
+      if (this.#stopped) waiter.fail(new Error("The server has stopped"));
+    });
+  }
 }
 
 /** One accepted connection, as the core tracks it. */
@@ -186,6 +262,13 @@ export class EchoCore {
   readonly log: (line: string) => void;
   /** Whether accepts and closes are logged. */
   readonly verbose: boolean;
+  /**
+   * The server's `until`: the core reports accepts, rejections and ends;
+   * an engine calls `watch.changed()` at other moments worth waiting for.
+   */
+  readonly watch: StatsWatch<EchoStats> = new StatsWatch(() => ({
+    ...this.stats,
+  }));
   #emptied?: () => void;
   #shared?: Int32Array;
 
@@ -233,6 +316,7 @@ export class EchoCore {
       this.log(`closed connection ${session.id} from ${session.remote}`);
     }
     if (this.sessions.size === 0) this.#emptied?.();
+    this.watch.changed();
   }
 
   /** Resolves when no session is open. */
@@ -312,6 +396,7 @@ export function runEchoServer(
           );
         }
         conn.close();
+        core.watch.changed();
         continue;
       }
       if (burst > 0) {
@@ -336,6 +421,7 @@ export function runEchoServer(
         core.log(`accepted connection ${session.id} from ${remote}`);
       }
       engine.open(session);
+      core.watch.changed();
     }
   }
 
@@ -367,6 +453,7 @@ export function runEchoServer(
     }
     if (sweep !== undefined) clearInterval(sweep);
     await engine.stop?.();
+    core.watch.stop();
     return { ...core.stats };
   }
 
@@ -380,6 +467,7 @@ export function runEchoServer(
   return {
     addr,
     stats: () => ({ ...core.stats }),
+    until: (test, signal) => core.watch.until(test, signal),
     finished,
     close() {
       stopping.abort();

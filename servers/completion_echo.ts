@@ -57,6 +57,7 @@ import {
   parseEchoOptions,
   runEchoServer,
   type Session,
+  StatsWatch,
   sumStats,
 } from "./_echo.ts";
 
@@ -1222,6 +1223,7 @@ async function serveThreads(
 ): Promise<EchoServer<Addr>> {
   const shared = new Int32Array(new SharedArrayBuffer(4));
   const handles: ThreadHandle[] = [];
+  const watch = new StatsWatch(() => sumStats(handles.map((h) => h.stats)));
   const base = {
     hostname: options.hostname ?? "127.0.0.1",
     port: options.port ?? 0,
@@ -1248,6 +1250,7 @@ async function serveThreads(
         { ...base, port },
         index,
         log,
+        () => watch.changed(),
       );
       handles.push(handle);
       addr = await listening;
@@ -1263,6 +1266,7 @@ async function serveThreads(
     stopping ??= (async () => {
       for (const h of handles) h.worker.postMessage({ type: "close" });
       const finals = await Promise.all(handles.map((h) => h.finished));
+      watch.stop();
       return sumStats(finals);
     })();
     return stopping;
@@ -1283,6 +1287,7 @@ async function serveThreads(
   return {
     addr: bound,
     stats: () => sumStats(handles.map((h) => h.stats)),
+    until: (test, signal) => watch.until(test, signal),
     finished,
     close,
     [Symbol.asyncDispose]: () => close().then(() => {}),
@@ -1294,6 +1299,7 @@ function startThread(
   options: ThreadOptions,
   index: number,
   log: (line: string) => void,
+  onStats: () => void,
 ): { handle: ThreadHandle; listening: Promise<Deno.NetAddr> } {
   const worker = new Worker(import.meta.url, {
     type: "module",
@@ -1327,6 +1333,7 @@ function startThread(
         break;
       case "stats":
         handle.stats = message.stats;
+        onStats();
         break;
       case "finished":
         handle.stats = message.stats;

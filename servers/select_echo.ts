@@ -699,6 +699,8 @@ class SelectEngine implements EchoEngine {
     }
     stats.bytesHeld! += n;
     if (c.held > stats.peakHeld!) stats.peakHeld = c.held;
+    // Full: no read until a write makes room; a moment `until` can wait for.
+    if (c.held === c.buffer.length) this.#core.watch.changed();
     c.session.active = true;
     return true;
   }
