@@ -103,6 +103,16 @@ export async function runDeno(
   };
 }
 
+/** How {@linkcode Running} starts its script. */
+export interface RunningOptions {
+  /** Permission flags, instead of the script's {@linkcode SCRIPT_PERMISSIONS}. */
+  perms?: string[];
+  /** Extra environment variables. */
+  env?: Readonly<Record<string, string>>;
+  /** An open-files limit to run under (`ulimit -n`, through `sh`). */
+  nofile?: number;
+}
+
 /** A script running in the background, read line by line. */
 export class Running implements AsyncDisposable {
   /** The subprocess. */
@@ -115,20 +125,14 @@ export class Running implements AsyncDisposable {
   #done?: Promise<Output>;
 
   /**
-   * Starts `script` with `args`, `perms` (flags) and extra `env`; with
-   * `nofile`, under that open-files limit (`ulimit -n`, through `sh`).
+   * Starts `script` with `args`; `options` as {@linkcode RunningOptions}.
    */
-  constructor(
-    script: string,
-    args: string[],
-    perms?: string[],
-    env: Readonly<Record<string, string>> = {},
-    options: { nofile?: number } = {},
-  ) {
+  constructor(script: string, args: string[], options: RunningOptions = {}) {
+    const { perms, env = {}, nofile } = options;
     const deno = [Deno.execPath(), ...denoArgs(script, args, perms)];
-    const argv = options.nofile === undefined
+    const argv = nofile === undefined
       ? deno
-      : ["sh", "-c", `ulimit -n ${options.nofile} && exec "$@"`, "sh", ...deno];
+      : ["sh", "-c", `ulimit -n ${nofile} && exec "$@"`, "sh", ...deno];
     this.child = new Deno.Command(argv[0]!, {
       args: argv.slice(1),
       cwd: ROOT,
@@ -285,7 +289,34 @@ export async function readLine(conn: Deno.Conn): Promise<string | null> {
   }
 }
 
-/** Polls `condition` until it holds, failing after `ms` with `what`. */
+/**
+ * Waits for `server.until(test)` (an echo server's handle: see
+ * `EchoServer.until`), failing after `ms` with `what`.
+ */
+export async function waitForStats<S>(
+  server: {
+    until(test: (stats: S) => boolean, signal?: AbortSignal): Promise<S>;
+  },
+  test: (stats: S) => boolean,
+  what: string,
+  ms = 20_000,
+): Promise<S> {
+  const timer = new AbortController();
+  const id = setTimeout(
+    () => timer.abort(new Error(`Timed out waiting for ${what}`)),
+    ms,
+  );
+  try {
+    return await server.until(test, timer.signal);
+  } finally {
+    clearTimeout(id);
+  }
+}
+
+/**
+ * Polls `condition` until it holds, failing after `ms` with `what`: for
+ * state that reports no event (prefer {@linkcode waitForStats}).
+ */
 export async function waitUntil(
   condition: () => boolean,
   what: string,

@@ -91,7 +91,7 @@ Deno.test("completion_echo.ts --threads 2 goes on accepting at once after a burs
     "0",
     "--threads",
     "2",
-  ], ["--allow-net=127.0.0.1", "--allow-read"]);
+  ], { perms: ["--allow-net=127.0.0.1", "--allow-read"] });
   const port = await proc.port();
   await resetBurst(port, 100);
   const echo = await echoOnce(port);

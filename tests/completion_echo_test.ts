@@ -765,10 +765,9 @@ Deno.test("completion_echo.ts on SIGTERM with 300 streaming connections: every b
 });
 
 Deno.test("completion_echo.ts --threads 2 serves from both threads; SIGTERM stops both and prints per-thread stats", async () => {
-  await using proc = new Running(SCRIPT, ["--port", "0", "--threads", "2"], [
-    "--allow-net=127.0.0.1",
-    "--allow-read=.",
-  ]);
+  await using proc = new Running(SCRIPT, ["--port", "0", "--threads", "2"], {
+    perms: ["--allow-net=127.0.0.1", "--allow-read=."],
+  });
   const port = await proc.port();
   const backs = await Promise.all(
     Array.from({ length: 40 }, async (_, i) => {
@@ -805,8 +804,10 @@ Deno.test("completion_echo.ts runs as its help says to for many connections: 200
   await using proc = new Running(
     SCRIPT,
     ["--port", "0"],
-    [ECHO_V8_FLAGS, ...SCRIPT_PERMISSIONS[SCRIPT]!],
-    ECHO_RUNTIME_ENV,
+    {
+      perms: [ECHO_V8_FLAGS, ...SCRIPT_PERMISSIONS[SCRIPT]!],
+      env: ECHO_RUNTIME_ENV,
+    },
   );
   const port = await proc.port();
   const results = await Promise.all(

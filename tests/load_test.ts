@@ -162,9 +162,9 @@ for (const server of SERVERS) {
     ] as const
   ) {
     Deno.test(`load.ts finds every byte intact through ${server.script} (${mode}, ${engine})`, async () => {
-      await using running = new Running(server.script, server.args, [
-        "--allow-net=127.0.0.1",
-      ]);
+      await using running = new Running(server.script, server.args, {
+        perms: ["--allow-net=127.0.0.1"],
+      });
       const port = await running.port();
       const { code, report } = await load([
         "-p",

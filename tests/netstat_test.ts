@@ -865,7 +865,7 @@ Deno.test("netstat --wait returns 0 when a listener appears later", async () => 
     String(port),
     "--timeout",
     "30",
-  ], NET);
+  ], { perms: NET });
   // Start the listener only once the tool reported its first failed probe.
   const first = await waiter.waitFor(/^waiting for /);
   assert.equal(
@@ -903,7 +903,9 @@ Deno.test("netstat --wait exits 1 with one line when nothing listens in time", a
 
 Deno.test("netstat --wait ends with one line, exit 1, on SIGINT", async () => {
   const port = freePort();
-  await using waiter = new Running(SCRIPT, ["--wait", String(port)], NET);
+  await using waiter = new Running(SCRIPT, ["--wait", String(port)], {
+    perms: NET,
+  });
   await waiter.waitFor(/^waiting for /);
   const out = await waiter.stop("SIGINT");
   assert.equal(out.code, 1);

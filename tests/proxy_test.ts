@@ -429,17 +429,19 @@ Deno.test("tools/proxy.ts --upstream-unix relays to an echo server on a Unix soc
   await using echo = new Running(
     "servers/select_echo.ts",
     ["--unix", path],
-    perms,
+    { perms },
   );
   assert.match((await echo.nextLine())!, /^listening on /);
   await using proc = new Running(
     "tools/proxy.ts",
     ["--upstream-unix", path],
-    [
-      `--allow-net=127.0.0.1,unix:${path}`,
-      `--allow-read=${path}`,
-      `--allow-write=${path}`,
-    ],
+    {
+      perms: [
+        `--allow-net=127.0.0.1,unix:${path}`,
+        `--allow-read=${path}`,
+        `--allow-write=${path}`,
+      ],
+    },
   );
   const port = await proc.port();
   using conn = await Deno.connect({ hostname: "127.0.0.1", port });

@@ -633,9 +633,7 @@ Deno.test("select_echo.ts --help exits 0; a bad --buffer is one line, exit 2", a
 Deno.test("select_echo.ts out of file descriptors backs off, keeps serving, and accepts again once some are freed", async () => {
   // A low descriptor limit for the server alone: accept() then fails with
   // EMFILE while the clients' connections wait in the listen backlog.
-  await using proc = new Running(SCRIPT, ["--port", "0"], undefined, {}, {
-    nofile: 64,
-  });
+  await using proc = new Running(SCRIPT, ["--port", "0"], { nofile: 64 });
   const port = await proc.port();
   const conns: Deno.TcpConn[] = [];
   try {

@@ -136,7 +136,7 @@ for (const server of ECHO_SERVERS) {
     await using proc = new Running(
       server.name,
       ["--port", "0", ...server.args, ...SERVER_TLS],
-      server.perms,
+      { perms: server.perms },
     );
     const port = await proc.port();
     await t.step({
@@ -251,7 +251,7 @@ Deno.test("servers --tls with an unreadable or mismatched certificate: one line,
 /** Starts `script` on the Unix socket `name`; returns it and the path. */
 async function unixServer(script: string, name: string, args: string[] = []) {
   const { path, perms } = unixSocket(name);
-  const proc = new Running(script, ["--unix", path, ...args], perms);
+  const proc = new Running(script, ["--unix", path, ...args], { perms });
   assert.equal(await proc.nextLine(), `listening on ${path}`);
   return { proc, path, perms };
 }
@@ -313,7 +313,7 @@ Deno.test("Test Server --unix replaces a stale socket file and greets socat", {
   await using proc = new Running(
     "servers/sequential.ts",
     ["--unix", path],
-    perms,
+    { perms },
   );
   assert.equal(await proc.nextLine(), `listening on ${path}`);
   const out = await peer(
@@ -458,7 +458,7 @@ Deno.test("--allow and --deny refuse a peer at accept: closed before a byte, cou
           "--port",
           "0",
           ...args,
-        ], ["--allow-net=127.0.0.1,[::1],[::]"]);
+        ], { perms: ["--allow-net=127.0.0.1,[::1],[::]"] });
         const port = await proc.port();
         let got: string;
         try {

@@ -379,7 +379,7 @@ Deno.test("servers/udp_echo.ts warns on a non-loopback address without --rate-li
     await using proc = new Running(
       "servers/udp_echo.ts",
       ["--hostname", "0.0.0.0", "--port", "0"],
-      perms,
+      { perms },
     );
     await proc.port();
     const line = await proc.waitForStderr(/^warning: /);
@@ -389,7 +389,7 @@ Deno.test("servers/udp_echo.ts warns on a non-loopback address without --rate-li
   await using proc = new Running(
     "servers/udp_echo.ts",
     ["--hostname", "0.0.0.0", "--port", "0", "--rate-limit", "50"],
-    perms,
+    { perms },
   );
   await proc.port();
   const out = await proc.stop();
@@ -508,7 +508,7 @@ Deno.test({
       await using proc = new Running(
         "servers/udp_echo.ts",
         ["--unix", path],
-        perms,
+        { perms },
       );
       assert.equal(await proc.nextLine(), `listening on ${path}`);
       const socat = async (target: string) => {
