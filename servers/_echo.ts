@@ -104,6 +104,10 @@ export interface EchoStats {
   bytesHeld?: number;
   /** The most bytes one connection has held at once (as `bytesHeld`). */
   peakHeld?: number;
+  /** Bytes of the open connections' buffers, now (the select server). */
+  bufferBytes?: number;
+  /** The largest buffer a connection has had (the select server). */
+  peakBuffer?: number;
   /**
    * With several threads (Web Workers sharing the port), each one's
    * counters, in thread order; the fields above are their sums.
