@@ -22,7 +22,7 @@ import {
   runMain,
   UsageError,
 } from "../_cli.ts";
-import { ECHO_V8_FLAGS } from "../servers/_echo.ts";
+import { ECHO_V8_FLAGS } from "../_runtime.ts";
 
 /** A script to compile and the permissions its binary gets. */
 export interface CompileTarget {
