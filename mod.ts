@@ -118,6 +118,7 @@ export {
   type ProxyUpstream,
   serveProxy,
   type ToxicSpec,
+  type ToxicStats,
   type ToxicStream,
 } from "./tools/proxy.ts";
 // tools/load.ts

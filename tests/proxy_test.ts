@@ -253,7 +253,7 @@ Deno.test("proxy latency toxic: every round trip takes the latency more, measure
   conn.close();
   await waitUntil(() => proxy.stats().active === 0, "the connection to end");
   const stats = await proxy.close();
-  assert.deepEqual(stats.toxicsApplied, { latency_downstream: 1 });
+  assert.equal(stats.toxics.latency_downstream!.applied, 1);
 });
 
 Deno.test("proxy latency toxic: on both streams it adds up; jitter stays within its bounds", async () => {
@@ -312,7 +312,10 @@ Deno.test("proxy toxicity: 0 never applies, 1 always does", async () => {
   }
   await waitUntil(() => proxy.stats().active === 0, "connections to end");
   const stats = await proxy.close();
-  assert.deepEqual(stats.toxicsApplied, { never: 0, always: 20 });
+  assert.deepEqual(
+    Object.entries(stats.toxics).map(([name, t]) => [name, t.applied]),
+    [["never", 0], ["always", 20]],
+  );
 });
 
 Deno.test("proxy toxicity 0.5 with --seed: the same connections get it on every run", async () => {
@@ -327,7 +330,7 @@ Deno.test("proxy toxicity 0.5 with --seed: the same connections get it on every 
       await roundTrip(conn, new TextEncoder().encode("x"));
     }
     await waitUntil(() => proxy.stats().active === 0, "connections to end");
-    return (await proxy.close()).toxicsApplied.limit_data_downstream!;
+    return (await proxy.close()).toxics.limit_data_downstream!.applied;
   }
   const first = await run();
   assert.ok(first > 0 && first < 30, `${first}`);
@@ -395,7 +398,10 @@ Deno.test("tools/proxy.ts: an upstream that refuses is a log line per connection
   const out = await proc.stop("SIGINT");
   assert.equal(out.code, 0, out.stderr);
   assert.match(out.stdout, /1 upstream failures/);
-  assert.match(out.stdout, /toxics applied: latency_downstream 0/);
+  assert.match(
+    out.stdout,
+    /toxics: latency_downstream \(latency downstream\) on 0 connections, 0 bytes in, 0 out$/m,
+  );
 });
 
 Deno.test("proxy speaks TLS to a TLS upstream (verified by the test CA) for a plain client", async () => {
@@ -669,7 +675,7 @@ Deno.test("proxy addToxic/removeToxic on a live connection: latency added slows 
   conn.close();
   await waitUntil(() => proxy.stats().active === 0, "the connection to end");
   const stats = await proxy.close();
-  assert.equal(stats.toxicsApplied.latency_downstream, 1);
+  assert.equal(stats.toxics.latency_downstream!.applied, 1);
   assert.equal(stats.errors, 0);
 });
 
@@ -689,4 +695,28 @@ Deno.test("proxy removeToxic: a hang removed passes on the FIN it swallowed; a t
   await writeAll(other.server, new TextEncoder().encode("abcdefgh"));
   const rest = await readAll(other.client);
   assert.equal(new TextDecoder().decode(rest), "abcd");
+});
+
+Deno.test("proxy latency toxic: a stream keeps its rate: 2 MiB through latency 200 ms arrive in well under a second more, each byte no sooner than 200 ms", async () => {
+  await using echo = await serveSelectEcho({ port: 0, log: () => {} });
+  const { proxy, port } = await proxyTo(echo.addr.port, {
+    toxics: [parseToxic("latency:latency=200")],
+  });
+  const data = randomBytes(2 * 1024 * 1024, pseudoRandom(7));
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const start = performance.now();
+  const writing = writeAll(conn, data).then(() => performance.now());
+  const first = await readN(conn, 1);
+  const firstAt = performance.now() - start;
+  const rest = await readN(conn, data.length - 1);
+  const end = performance.now() - start;
+  const written = (await writing) - start;
+  assert.equal(first[0], data[0]);
+  assert.equal(firstDifference(rest, data.subarray(1)), -1);
+  assert.ok(firstAt >= 199, `first byte after ${firstAt} ms`);
+  // Held to 16 KiB a latency, as before, this took 26 s.
+  assert.ok(end < 1500, `2 MiB in ${end} ms (written in ${written} ms)`);
+  conn.close();
+  await waitUntil(() => proxy.stats().active === 0, "the connection to end");
+  assert.equal((await proxy.close()).errors, 0);
 });

@@ -25,6 +25,7 @@ import {
   readAll,
   Running,
   runScript,
+  waitForStats,
   waitUntil,
   writeAll,
 } from "./_helpers.ts";
@@ -336,7 +337,7 @@ Deno.test("SelectEchoServer echoes random data sent in random chunks over 200 co
     );
   }
   const total = payloads.reduce((sum, p) => sum + p.length, 0);
-  await waitUntil(() => stats().active === 0, "every connection closed");
+  await waitForStats(s, (t) => t.active === 0, "every connection closed");
   assert.equal(stats().bytesEchoed, total);
   assert.equal(stats().accepted, 200);
   assert.equal(stats().errors, 0);
@@ -356,7 +357,7 @@ Deno.test("SelectEchoServer streams 10 MiB through a 1024-byte buffer", async ()
   const echoed = await reading;
   assert.equal(echoed.length, data.length);
   assert.equal(firstDifference(echoed, data), -1);
-  await waitUntil(() => stats().active === 0, "the close");
+  await waitForStats(s, (t) => t.active === 0, "the close");
   assert.equal(stats().bytesEchoed, data.length);
   assert.ok(stats().peakHeld! <= 1024, `held ${stats().peakHeld}`);
   assert.equal(stats().peakHeld, 1024);
@@ -375,7 +376,7 @@ Deno.test("SelectEchoServer echoes after the client half-closes, then closes", a
   assert.equal(firstDifference(echoed, data), -1);
   // readAll stopped at EOF: the server closed after the echo.
   assert.equal(await conn.read(new Uint8Array(1)), null);
-  await waitUntil(() => stats().active === 0, "the close");
+  await waitForStats(s, (t) => t.active === 0, "the close");
   assert.equal(stats().errors, 0);
 });
 
@@ -388,6 +389,7 @@ Deno.test("SelectEchoServer holds at most --buffer bytes for a client that does 
   const sent: Uint8Array[] = [];
   let total = 0;
   let stop = false;
+  const wroteMiB = Promise.withResolvers<void>();
   // Write 1 MiB at least, then on until the server's buffer for us is full
   // (loopback buffers took about 8 MiB here): from then on the server reads
   // nothing more until we read, and our writes stall.
@@ -398,10 +400,13 @@ Deno.test("SelectEchoServer holds at most --buffer bytes for a client that does 
       total += chunk.length;
       await writeAll(conn, chunk);
       assert.ok(stats().bytesHeld! <= size, `held ${stats().bytesHeld}`);
+      if (total >= 1024 * 1024) wroteMiB.resolve();
     }
   })();
-  await waitUntil(
-    () => total >= 1024 * 1024 && stats().bytesHeld === size,
+  await wroteMiB.promise;
+  await waitForStats(
+    s,
+    (t) => t.bytesHeld === size,
     "the server's buffer to fill",
   );
   assert.ok(stats().peakHeld! <= size, `peak held ${stats().peakHeld}`);
@@ -451,7 +456,7 @@ Deno.test("SelectEchoServer closes connections past --max-connections, warns onc
   await ping(a, 3);
   await ping(b, 4);
   a.close();
-  await waitUntil(() => stats().active === 1, "the server to see a's close");
+  await waitForStats(s, (t) => t.active === 1, "the server to see a's close");
   using c = await Deno.connect({ port });
   await ping(c, 5);
   assert.ok(log.includes("below the cap again after rejecting 2 connections"));
@@ -470,7 +475,7 @@ Deno.test("SelectEchoServer closes a connection idle past --idle-timeout", async
   assert.equal(await conn.read(new Uint8Array(1)), null);
   // Never before the timeout (the server's clock started a little earlier).
   assert.ok(performance.now() - since >= 200);
-  await waitUntil(() => stats().active === 0, "the close");
+  await waitForStats(s, (t) => t.active === 0, "the close");
   assert.equal(stats().idleClosed, 1);
   assert.equal(stats().errors, 0);
 });
@@ -491,12 +496,12 @@ Deno.test("SelectEchoServer: a reset mid-stream closes that connection only, log
     const writing = (async () => {
       for (let i = 0; !stop && i < 1024; i++) await writeAll(rude, flood);
     })().catch(() => {});
-    await waitUntil(() => stats().bytesHeld === 1024, "a full buffer");
+    await waitForStats(s, (t) => t.bytesHeld === 1024, "a full buffer");
     stop = true;
     rude.close();
     await writing;
   }
-  await waitUntil(() => stats().errors === 1, "the reset to be seen");
+  await waitForStats(s, (t) => t.errors === 1, "the reset to be seen");
   assert.ok(
     log.some((l) => /^connection 2 from 127\.0\.0\.1:\d+: .*reset/i.test(l)),
     log.join("\n"),
@@ -518,7 +523,7 @@ Deno.test("SelectEchoServer: a client that never reads is cut off when --grace e
   const writing = (async () => {
     for (let i = 0; !stop && i < 1024; i++) await writeAll(conn, flood);
   })().catch(() => {});
-  await waitUntil(() => stats().bytesHeld === 1024, "a full buffer");
+  await waitForStats(s, (t) => t.bytesHeld === 1024, "a full buffer");
   // The server owes this client bytes it will never take: close() must
   // still end, once the grace period is over.
   const final = await s.close();

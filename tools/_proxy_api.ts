@@ -13,6 +13,7 @@ import { type Addr, formatAddr } from "../_net.ts";
 import { parseTarget } from "./netstat.ts";
 import { type ProxyServer, serveProxy, type ToxicSpec } from "./proxy.ts";
 import { TOXIC_TYPES } from "./_toxics.ts";
+import { formatMetrics, METRICS_CONTENT_TYPE } from "./_proxy_metrics.ts";
 
 /** The version `GET /version` reports. */
 export const API_VERSION = "0.1.0";
@@ -79,12 +80,13 @@ async function body(request: Request): Promise<Record<string, unknown>> {
 function json(value: unknown, status = 200): Response {
   return new Response(JSON.stringify(value), {
     status,
-    headers: { "content-type": "application/json" },
+    headers: { "content-type": "application/json;charset=utf-8" },
   });
 }
 
 /**
- * Serves toxiproxy's REST API: `GET /version`, `GET/POST /proxies`, `POST
+ * Serves toxiproxy's REST API: `GET /version`, `GET /metrics` (Prometheus
+ * text), `GET/POST /proxies`, `POST
  * /populate`, `GET/POST/PATCH/DELETE /proxies/{name}`, `GET/POST
  * /proxies/{name}/toxics`, `GET/POST/PATCH/DELETE
  * /proxies/{name}/toxics/{toxic}`, `POST /reset`.
@@ -98,6 +100,7 @@ export async function serveProxyApi(
   const log = options.log ?? ((line) => console.error(line));
   const entries = new Map<string, Entry>();
 
+  /** A proxy's JSON: toxiproxy's fields, and `stats` beside them. */
   function shape(name: string, entry: Entry) {
     return {
       name,
@@ -105,6 +108,7 @@ export async function serveProxyApi(
       upstream: entry.upstream,
       enabled: entry.proxy.enabled,
       toxics: entry.proxy.toxics(),
+      stats: entry.proxy.stats(),
     };
   }
 
@@ -196,6 +200,18 @@ export async function serveProxyApi(
     if (extra.length > 0) throw new ApiError("not found", 404);
     if (top === "version" && parts.length === 1 && method === "GET") {
       return json({ version: API_VERSION });
+    }
+    if (top === "metrics" && parts.length === 1 && method === "GET") {
+      const text = formatMetrics([...entries].map(([key, entry]) => ({
+        name: key,
+        listen: formatAddr(entry.proxy.addr as Addr),
+        upstream: entry.upstream,
+        enabled: entry.proxy.enabled,
+        stats: entry.proxy.stats(),
+      })));
+      return new Response(text, {
+        headers: { "content-type": METRICS_CONTENT_TYPE },
+      });
     }
     if (top === "reset" && parts.length === 1 && method === "POST") {
       for (const { proxy } of entries.values()) {

@@ -43,6 +43,11 @@ export interface Link {
   /** Aborts when the connection closes: a waiting stage stops waiting. */
   signal: AbortSignal;
   /**
+   * Fails the connection with an error a stage met after its write had
+   * resolved (a queued write of `latency`): logged, both sides closed.
+   */
+  fail(error: unknown): void;
+  /**
    * Aborts when this stage is taken out of the chain (its toxic removed on
    * a live connection) or the connection closes: the stage then passes on
    * what it holds at once and lets everything through.
@@ -64,6 +69,23 @@ export interface ToxicSpec {
   attributes?: Record<string, number>;
 }
 
+/** Bytes through one toxic, over every connection it was applied to. */
+export interface ToxicTally {
+  /** Bytes given to the toxic. */
+  bytesIn: number;
+  /** Bytes it passed on (fewer when it drops: hang, timeout, limit_data). */
+  bytesOut: number;
+}
+
+/** What a chain of one connection shares with its relay. */
+export interface ChainContext
+  extends Omit<Link, "next" | "interrupt" | "fail"> {
+  /** See {@linkcode Link.fail}. */
+  fail?: (error: unknown) => void;
+  /** The tally of a toxic, counted by the chain; none when absent. */
+  tally?: (toxic: Required<ToxicSpec>) => ToxicTally;
+}
+
 /** One kind of toxic: its attributes and its pipe. */
 export interface ToxicType {
   /** Attribute names and their defaults. */
@@ -76,30 +98,95 @@ export interface ToxicType {
 }
 
 /**
+ * The most bytes one `latency` toxic holds for one connection: a stream
+ * keeps its rate up to this much per latency period (1 MiB at 100 ms is
+ * 10 MiB/s), and a connection holds at most this more than the relay's
+ * buffers.
+ */
+export const LATENCY_QUEUE_BYTES = 1024 * 1024;
+
+/**
  * `latency`: every chunk waits `latency` ms, plus or minus up to `jitter`
  * ms (uniform), before it is passed on. As in toxiproxy, chunks keep their
- * order.
+ * order and are stamped when they come, so the delay does not cut the
+ * rate: a chunk is copied into a queue with the time it is due (the
+ * relay's buffer is reused at once) and a drain passes each on when due;
+ * the queue is bounded ({@linkcode LATENCY_QUEUE_BYTES}), past it a write
+ * waits for room and so the relay stops reading. A chunk with nothing
+ * before it and no delay goes straight on, uncopied.
  */
 const latency: ToxicType = {
   attributes: { latency: 0, jitter: 0 },
   pipe(settings, link) {
+    const queue: { chunk: Uint8Array; due: number }[] = [];
+    let first = 0; // queue[first] is the next to go; reset when empty
+    let queued = 0; // bytes in the queue
+    let lastDue = 0; // jitter never reorders: a chunk is due no earlier
+    let draining: Promise<void> | undefined;
+    let room: PromiseWithResolvers<void> | undefined; // a write waiting
+    let failure: { error: unknown } | undefined;
+    /** Throws what the drain met, for the relay to see. */
+    function check(): void {
+      if (failure !== undefined) throw failure.error;
+    }
+
+    async function drain(): Promise<void> {
+      try {
+        while (first < queue.length) {
+          const head = queue[first]!;
+          const wait = head.due - performance.now();
+          if (wait > 0) await sleep(wait, link.interrupt);
+          if (link.signal.aborted) return;
+          await link.next.write(head.chunk);
+          queue[first++] = undefined!;
+          queued -= head.chunk.length;
+          if (first === queue.length) queue.length = first = 0;
+          room?.resolve();
+        }
+      } catch (error) {
+        failure = { error };
+        if (!link.signal.aborted) link.fail(error);
+      } finally {
+        draining = undefined;
+        room?.resolve();
+      }
+    }
+
     return {
       async write(chunk) {
+        check();
         const jitter = settings.jitter!;
-        const delay = settings.latency! +
+        const delay = link.interrupt.aborted ? 0 : settings.latency! +
           (jitter > 0 ? Math.round((link.random() * 2 - 1) * jitter) : 0);
-        if (delay > 0) await sleep(delay, link.interrupt);
-        if (link.signal.aborted) return;
-        await link.next.write(chunk); // interrupted: what it held goes on now
+        if (first === queue.length && delay <= 0) {
+          return link.next.write(chunk);
+        }
+        lastDue = Math.max(performance.now() + delay, lastDue);
+        queue.push({ chunk: chunk.slice(), due: lastDue }); // buffer reused
+        queued += chunk.length;
+        draining ??= drain();
+        while (
+          queued > LATENCY_QUEUE_BYTES && failure === undefined &&
+          !link.signal.aborted
+        ) {
+          room = Promise.withResolvers();
+          await room.promise;
+        }
+        check();
       },
-      end: () => link.next.end(),
+      async end() {
+        while (draining !== undefined) await draining;
+        check();
+        if (!link.signal.aborted) await link.next.end();
+      },
     };
   },
 };
 
 /**
  * `limit_data`: passes on the first `bytes` bytes of the direction, then
- * closes the connection (both sides), as toxiproxy does.
+ * closes the connection (both sides), as toxiproxy does, once the stages
+ * after it have passed on what they hold.
  */
 const limitData: ToxicType = {
   attributes: { bytes: 0 },
@@ -112,7 +199,12 @@ const limitData: ToxicType = {
         const part = chunk.length <= left ? chunk : chunk.subarray(0, left);
         await link.next.write(part);
         left -= part.length;
-        if (left <= 0) link.cut();
+        if (left > 0) return;
+        try {
+          await link.next.end(); // what later stages hold (latency) goes first
+        } finally {
+          link.cut();
+        }
       },
       end: () => link.next.end(),
     };
@@ -385,10 +477,10 @@ export class Chain {
   head: Stage;
   readonly #stream: ToxicStream;
   readonly #sink: Stage;
-  readonly #context: Omit<Link, "next" | "interrupt">;
+  readonly #context: ChainContext;
   readonly #stages = new Map<
     Required<ToxicSpec>,
-    { stage: Stage; link: Link; stop: AbortController }
+    { stage: Stage; forward: { next: Stage }; stop: AbortController }
   >();
   readonly #skipped = new Set<Required<ToxicSpec>>();
 
@@ -396,7 +488,7 @@ export class Chain {
   constructor(
     stream: ToxicStream,
     sink: Stage,
-    context: Omit<Link, "next" | "interrupt">,
+    context: ChainContext,
   ) {
     this.#stream = stream;
     this.#sink = sink;
@@ -416,20 +508,39 @@ export class Chain {
       const p = toxic.toxicity;
       if (p >= 1 || (p > 0 && this.#context.random() < p)) {
         const stop = new AbortController();
+        const forward = { next: this.#sink }; // relinked by later updates
+        const tally = this.#context.tally?.(toxic);
+        const { random, cut, signal } = this.#context;
         const link: Link = {
-          ...this.#context,
-          next: this.#sink,
-          interrupt: AbortSignal.any([this.#context.signal, stop.signal]),
+          random,
+          cut,
+          signal,
+          fail: this.#context.fail ?? cut,
+          next: tally === undefined ? forwarding(forward) : {
+            write(chunk) {
+              tally.bytesOut += chunk.length;
+              return forward.next.write(chunk);
+            },
+            end: () => forward.next.end(),
+          },
+          interrupt: AbortSignal.any([signal, stop.signal]),
         };
-        const stage = TOXIC_TYPES[toxic.type]!.pipe(toxic.attributes, link);
-        this.#stages.set(toxic, { stage, link, stop });
+        const piped = TOXIC_TYPES[toxic.type]!.pipe(toxic.attributes, link);
+        const stage: Stage = tally === undefined ? piped : {
+          write(chunk) {
+            tally.bytesIn += chunk.length;
+            return piped.write(chunk);
+          },
+          end: () => piped.end(),
+        };
+        this.#stages.set(toxic, { stage, forward, stop });
         applied.push(toxic.name);
       } else this.#skipped.add(toxic);
     }
     const kept = new Set(mine);
     for (const [toxic, { stop }] of this.#stages) {
       if (kept.has(toxic)) continue;
-      this.#stages.delete(toxic); // its link.next stays: what it holds goes on
+      this.#stages.delete(toxic); // its forward stays: what it holds goes on
       stop.abort();
     }
     for (const toxic of this.#skipped) {
@@ -439,12 +550,20 @@ export class Chain {
     for (const toxic of mine.toReversed()) {
       const entry = this.#stages.get(toxic);
       if (entry === undefined) continue;
-      entry.link.next = head;
+      entry.forward.next = head;
       head = entry.stage;
     }
     this.head = head;
     return applied;
   }
+}
+
+/** A stage that passes everything to whatever `forward.next` is now. */
+function forwarding(forward: { next: Stage }): Stage {
+  return {
+    write: (chunk) => forward.next.write(chunk),
+    end: () => forward.next.end(),
+  };
 }
 
 /**

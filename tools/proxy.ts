@@ -100,12 +100,30 @@ export interface ProxyOptions extends ServerEndpointOptions {
   signal?: AbortSignal;
 }
 
+/** Counters of one toxic, over every connection. */
+export interface ToxicStats {
+  /** The toxic's type, as `latency`. */
+  type: string;
+  /** The direction it acts on. */
+  stream: ToxicStream;
+  /** Connections it was applied to (by its toxicity). */
+  applied: number;
+  /** Bytes given to it. */
+  bytesIn: number;
+  /** Bytes it passed on (fewer when it drops: hang, timeout, limit_data). */
+  bytesOut: number;
+}
+
 /** Counters of a proxy, live. */
 export interface ProxyStats {
   /** Connections accepted. */
   connections: number;
   /** Connections open now (relaying or connecting). */
   active: number;
+  /** Bytes read from clients (client to server, before the toxics). */
+  bytesReceivedUpstream: number;
+  /** Bytes read from the upstream (server to client, before the toxics). */
+  bytesReceivedDownstream: number;
   /** Bytes written to the upstream (client to server). */
   bytesUpstream: number;
   /** Bytes written to clients (server to client). */
@@ -124,8 +142,11 @@ export interface ProxyStats {
   acceptErrors: number;
   /** Connections gone before they were accepted. */
   acceptAborted: number;
-  /** Connections each toxic was applied to, by toxic name. */
-  toxicsApplied: Record<string, number>;
+  /**
+   * Each toxic's counters by its name, kept after it is removed (a toxic
+   * added again under the name counts on).
+   */
+  toxics: Record<string, ToxicStats>;
 }
 
 /** A running proxy, as {@linkcode serveProxy} returns it. */
@@ -226,6 +247,8 @@ export async function serveProxy(options: ProxyOptions): Promise<ProxyServer> {
   const stats: ProxyStats = {
     connections: 0,
     active: 0,
+    bytesReceivedUpstream: 0,
+    bytesReceivedDownstream: 0,
     bytesUpstream: 0,
     bytesDownstream: 0,
     bytesHeld: 0,
@@ -235,12 +258,29 @@ export async function serveProxy(options: ProxyOptions): Promise<ProxyServer> {
     denied: 0,
     acceptErrors: 0,
     acceptAborted: 0,
-    toxicsApplied: Object.fromEntries(toxics.map((t) => [t.name, 0])),
+    toxics: {},
   };
+  /** The counters of `toxic`, made when first needed. */
+  const tally = (toxic: Required<ToxicSpec>): ToxicStats => {
+    const known = stats.toxics[toxic.name];
+    if (known !== undefined) {
+      known.type = toxic.type;
+      known.stream = toxic.stream;
+      return known;
+    }
+    return stats.toxics[toxic.name] = {
+      type: toxic.type,
+      stream: toxic.stream,
+      applied: 0,
+      bytesIn: 0,
+      bytesOut: 0,
+    };
+  };
+  for (const toxic of toxics) tally(toxic);
   const cuts = new Set<() => void>();
   const chains = new Set<Chain>();
   const applyToxics = (chain: Chain) => {
-    for (const name of chain.update(toxics)) stats.toxicsApplied[name]!++;
+    for (const name of chain.update(toxics)) stats.toxics[name]!.applied++;
   };
   const relays = new Set<Promise<void>>();
   let nextId = 1;
@@ -291,9 +331,9 @@ export async function serveProxy(options: ProxyOptions): Promise<ProxyServer> {
       stream: ToxicStream,
     ): Promise<void> {
       const buffer = new Uint8Array(PROXY_BUFFER_SIZE);
-      const counter = stream === "upstream"
-        ? "bytesUpstream"
-        : "bytesDownstream";
+      const [received, counter] = stream === "upstream"
+        ? ["bytesReceivedUpstream", "bytesUpstream"] as const
+        : ["bytesReceivedDownstream", "bytesDownstream"] as const;
       let held = 0;
       const sink: Stage = {
         async write(chunk) {
@@ -306,6 +346,8 @@ export async function serveProxy(options: ProxyOptions): Promise<ProxyServer> {
         random,
         cut,
         signal: closed.signal,
+        fail,
+        tally,
       });
       applyToxics(chain);
       chains.add(chain); // till the connection ends: an end held may go on
@@ -318,6 +360,7 @@ export async function serveProxy(options: ProxyOptions): Promise<ProxyServer> {
             return;
           }
           held = n;
+          stats[received] += n;
           stats.bytesHeld += n;
           if (n > stats.peakHeld) stats.peakHeld = n;
           try {
@@ -328,6 +371,11 @@ export async function serveProxy(options: ProxyOptions): Promise<ProxyServer> {
           }
         }
       } catch (error) {
+        fail(error);
+      }
+
+      /** An error of this direction: counted, logged, both sides closed. */
+      function fail(error: unknown): void {
         if (closed.signal.aborted) return; // cut: by the other side or a toxic
         stats.errors++;
         log(
@@ -401,7 +449,7 @@ export async function serveProxy(options: ProxyOptions): Promise<ProxyServer> {
   finished.finally(() => options.signal?.removeEventListener("abort", onAbort));
 
   function snapshot(): ProxyStats {
-    return { ...stats, toxicsApplied: { ...stats.toxicsApplied } };
+    return { ...stats, toxics: structuredClone(stats.toxics) };
   }
 
   return {
@@ -415,7 +463,7 @@ export async function serveProxy(options: ProxyOptions): Promise<ProxyServer> {
     addToxic(spec) {
       toxics = withToxic(toxics, spec);
       const added = toxics.at(-1)!;
-      stats.toxicsApplied[added.name] ??= 0;
+      tally(added);
       for (const chain of chains) applyToxics(chain);
       return structuredClone(added);
     },
@@ -483,16 +531,26 @@ function withToxic(
   return [...toxics, toxic];
 }
 
-/** Formats final counters as the one line the proxy prints when it stops. */
+/**
+ * Formats counters as the one line the proxy prints when it stops: the
+ * bytes written each way (after the toxics), the failures, the bytes read
+ * each way (before them), then each toxic's connections and bytes in and
+ * out.
+ */
 export function formatProxyStats(stats: ProxyStats): string {
-  const applied = Object.entries(stats.toxicsApplied)
-    .map(([name, n]) => `${name} ${n}`).join(", ");
+  const toxics = Object.entries(stats.toxics)
+    .map(([name, t]) =>
+      `${name} (${t.type} ${t.stream}) on ${t.applied} connections, ` +
+      `${t.bytesIn} bytes in, ${t.bytesOut} out`
+    ).join("; ");
   return `stats: ${stats.connections} connections, ${stats.bytesUpstream} ` +
     `bytes upstream, ${stats.bytesDownstream} bytes downstream, ` +
     `${stats.upstreamFailures} upstream failures, ${stats.errors} errors, ` +
     `${stats.denied} denied, ${stats.acceptErrors} accept errors, ` +
     `${stats.acceptAborted} gone before accept, peak held ` +
-    `${stats.peakHeld} bytes; toxics applied: ${applied || "none"}`;
+    `${stats.peakHeld} bytes, read ${stats.bytesReceivedUpstream} ` +
+    `upstream and ${stats.bytesReceivedDownstream} downstream; toxics: ` +
+    `${toxics || "none"}`;
 }
 
 // ---------------------------------------------------------------------------
