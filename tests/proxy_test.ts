@@ -720,3 +720,59 @@ Deno.test("proxy latency toxic: a stream keeps its rate: 2 MiB through latency 2
   await waitUntil(() => proxy.stats().active === 0, "the connection to end");
   assert.equal((await proxy.close()).errors, 0);
 });
+
+Deno.test("tools/proxy.ts --tls terminates TLS for openssl s_client (certificate verified against the test CA): its lines come back through the plain echo", async () => {
+  await using echo = await serveSelectEcho({ port: 0, log: () => {} });
+  await using proc = new Running("tools/proxy.ts", [
+    "--tls",
+    "--cert",
+    `${TLS}/server.pem`,
+    "--key",
+    `${TLS}/server.key`,
+    "--upstream",
+    `127.0.0.1:${echo.addr.port}`,
+  ]);
+  const port = await proc.port();
+  const child = new Deno.Command("openssl", {
+    args: [
+      "s_client",
+      "-quiet",
+      "-no_ign_eof",
+      "-verify_return_error",
+      "-CAfile",
+      `${TLS}/ca.pem`,
+      "-servername",
+      "localhost",
+      "-verify_hostname",
+      "localhost",
+      "-connect",
+      `127.0.0.1:${port}`,
+    ],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  const lines = Array.from({ length: 100 }, (_, i) => `line ${i} of openssl\n`);
+  const text = lines.join("");
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(text));
+  // Close stdin only once every byte came back: s_client quits at EOF.
+  let back = "";
+  const decoder = new TextDecoder();
+  for await (const chunk of child.stdout) {
+    back += decoder.decode(chunk, { stream: true });
+    if (back.length >= text.length) break;
+  }
+  await writer.close();
+  const status = await child.status;
+  assert.equal(back, text);
+  assert.equal(status.code, 0, await stderr);
+  await waitUntil(() => echo.stats().active === 0, "the echo to close");
+  const out = await proc.stop("SIGTERM");
+  assert.equal(out.code, 0, out.stderr);
+  assert.match(
+    out.stdout,
+    new RegExp(`stats: 1 connections, ${text.length} bytes upstream`),
+  );
+});
