@@ -1,7 +1,7 @@
 #!/usr/bin/env -S deno run --v8-flags=--max-semi-space-size=4 --allow-net
 /**
  * The notes' "Select Example Server" (select-server.cpp): one thread, a list
- * of connections each with a fixed buffer, and one loop that asks select()
+ * of connections each with a buffer, and one loop that asks select()
  * which of them are ready, reads into a buffer only while it has room and
  * writes only while it holds data.
  *
@@ -47,7 +47,11 @@
  * is a ring: the notes `memmove` the unsent rest to the front, which would
  * move bytes under a read in flight. When a client shuts down its sending
  * side the notes close at once; here everything already read is written
- * back first (half-close).
+ * back first (half-close). The notes' buffer is fixed at 1 KiB, which
+ * streams at a third of a plain read/write loop's speed: here a buffer
+ * starts at `--buffer` (1 KiB) and grows while its reads fill it, up to
+ * `--max-buffer` (64 KiB), after Netty's AdaptiveRecvByteBufAllocator, and
+ * a connection waits for input in the small one (docs/select_buffers.md).
  *
  * @example
  * ```ts
@@ -78,6 +82,14 @@ import {
   runEchoServer,
   type Session,
 } from "./_echo.ts";
+import {
+  AdaptiveSize,
+  BufferPool,
+  DEFAULT_MAX_BUFFER,
+  DEFAULT_MIN_BUFFER,
+} from "./_select_buffers.ts";
+
+export { AdaptiveSize, sizeTable } from "./_select_buffers.ts";
 
 // ---------------------------------------------------------------------------
 // The Selector
@@ -475,8 +487,10 @@ export class Selector<T = unknown> implements Disposable {
 // The echo server on the Selector
 // ---------------------------------------------------------------------------
 
-/** Default per-connection buffer: the notes' `kBufferSize`. */
-export const DEFAULT_BUFFER_SIZE = 1024;
+/** Default smallest per-connection buffer: the notes' `kBufferSize`. */
+export const DEFAULT_BUFFER_SIZE = DEFAULT_MIN_BUFFER;
+/** Default largest per-connection buffer (see {@linkcode DEFAULT_MAX_BUFFER}). */
+export const DEFAULT_MAX_BUFFER_SIZE = DEFAULT_MAX_BUFFER;
 /** Largest `--buffer` accepted. */
 const MAX_BUFFER_SIZE = 64 * 1024 * 1024;
 /** The buffer draining connections read into, after their FIN, to drop. */
@@ -485,12 +499,19 @@ const DISCARD_SIZE = 64 * 1024;
 /**
  * The notes' `struct Connection`: the socket and its buffer. The buffer is
  * a ring: held bytes run from `start` for `held` bytes, wrapping at the end.
+ * Its size adapts (see `#setupFDSets`); it comes from the engine's pool.
  */
 class Connection {
   /** The core's session (connection, id, idle clock). */
   readonly session: Session;
-  /** The notes' `acBuffer`. */
-  readonly buffer: Uint8Array;
+  /** The notes' `acBuffer`, from the pool; replaced when its size changes. */
+  buffer: Uint8Array;
+  /** The size the next read should have, after Netty. */
+  readonly sizing: AdaptiveSize;
+  /** Room the armed (or last) read was given. */
+  asked = 0;
+  /** The last read filled its room: more is likely waiting in the socket. */
+  filled = false;
   /** Where this connection sits in the selector. */
   readonly key: SelectionKey<Connection>;
   /** Index of the oldest held byte. */
@@ -509,9 +530,15 @@ class Connection {
   /** ShutdownConnection done. */
   closed = false;
 
-  constructor(session: Session, selector: Selector<Connection>, size: number) {
+  constructor(
+    session: Session,
+    selector: Selector<Connection>,
+    buffer: Uint8Array,
+    sizing: AdaptiveSize,
+  ) {
     this.session = session;
-    this.buffer = new Uint8Array(size);
+    this.buffer = buffer;
+    this.sizing = sizing;
     this.key = selector.register(session.conn, this);
   }
 }
@@ -520,24 +547,37 @@ class Connection {
 class SelectEngine implements EchoEngine {
   #core: EchoCore;
   #selector = new Selector<Connection>();
-  #size: number;
+  #min: number;
+  #max: number;
+  #pool = new BufferPool();
   #connections = new Map<Session, Connection>(); // the notes' gConnections
   #draining = false;
   #drainDue = false; // drain() was called; the loop's next pass starts it
   #discard: Uint8Array | undefined = undefined; // what finishing reads drop
   #loop: Promise<void>;
 
-  constructor(core: EchoCore, size: number) {
+  constructor(core: EchoCore, min: number, max: number) {
     this.#core = core;
-    this.#size = size;
+    this.#min = min;
+    this.#max = max;
     core.stats.bytesHeld = 0;
     core.stats.peakHeld = 0;
+    core.stats.bufferBytes = 0;
+    core.stats.peakBuffer = 0;
     this.#loop = this.#acceptConnections();
   }
 
   open(session: Session): void {
     // gConnections.push_back(Connection(sd)); the next pass of SetupFDSets.
-    const c = new Connection(session, this.#selector, this.#size);
+    const c = new Connection(
+      session,
+      this.#selector,
+      this.#pool.take(this.#min),
+      new AdaptiveSize(this.#min, this.#max),
+    );
+    const stats = this.#core.stats;
+    stats.bufferBytes! += this.#min;
+    if (this.#min > stats.peakBuffer!) stats.peakBuffer = this.#min;
     this.#connections.set(session, c);
     this.#setupFDSets(c);
   }
@@ -607,23 +647,37 @@ class SelectEngine implements EchoEngine {
    * SetupFDSets, for one connection: ReadFDs while the buffer has room,
    * WriteFDs while it holds data. A connection with nothing left to send
    * is closed once its peer has shut down, or finished while draining.
+   *
+   * The buffer's size adapts: after a read that filled its room (more is
+   * waiting) the next one gets the size Netty's rule gives; after one that
+   * did not, the connection may wait long for its next bytes, so it waits
+   * in the smallest buffer and a quiet connection holds no large one. A
+   * new size is taken when no read or write uses the buffer: until then
+   * no read is armed, and the write in flight empties the buffer.
    */
   #setupFDSets(c: Connection): void {
     const key = c.key;
-    const size = c.buffer.length;
-    if (c.held < size && !c.shut && !this.#draining && !key.readArmed) {
-      // if (it->nCharsInBuffer < kBufferSize) FD_SET(it->sd, &ReadFDs);
-      // An empty buffer starts over at 0, so the read gets all of it.
-      if (c.held === 0) c.start = 0;
-      const end = c.start + c.held;
-      key.setRead(
-        end === 0
+    if (!c.shut && !this.#draining && !key.readArmed) {
+      const want = c.filled ? c.sizing.size : this.#min;
+      if (want !== c.buffer.length && !key.writeArmed && c.held <= want) {
+        this.#resize(c, want);
+      }
+      const size = c.buffer.length;
+      if (want === size && c.held < size) {
+        // if (it->nCharsInBuffer < kBufferSize) FD_SET(it->sd, &ReadFDs);
+        // An empty buffer starts over at 0, so the read gets all of it.
+        if (c.held === 0) c.start = 0;
+        const end = c.start + c.held;
+        const room = end === 0
           ? c.buffer
           : end < size
           ? c.buffer.subarray(end)
-          : c.buffer.subarray(end - size, c.start),
-      );
+          : c.buffer.subarray(end - size, c.start);
+        c.asked = room.length;
+        key.setRead(room);
+      }
     }
+    const size = c.buffer.length;
     if (c.held > 0 && !key.writeArmed) {
       // if (it->nCharsInBuffer > 0) FD_SET(it->sd, &WriteFDs);
       // The held bytes up to the end of the array; a wrapped rest goes next.
@@ -638,6 +692,23 @@ class SelectEngine implements EchoEngine {
       if (c.shut) this.#shutdownConnection(c);
       else if (this.#draining) this.#finish(c);
     }
+  }
+
+  /** Moves `c` to a pooled buffer of `size` bytes, its held bytes first. */
+  #resize(c: Connection, size: number): void {
+    const old = c.buffer;
+    const next = this.#pool.take(size);
+    if (c.held > 0) {
+      const first = Math.min(c.held, old.length - c.start);
+      next.set(old.subarray(c.start, c.start + first));
+      if (first < c.held) next.set(old.subarray(0, c.held - first), first);
+    }
+    c.start = 0;
+    c.buffer = next;
+    this.#pool.give(old);
+    const stats = this.#core.stats;
+    stats.bufferBytes! += size - old.length;
+    if (size > stats.peakBuffer!) stats.peakBuffer = size;
   }
 
   /**
@@ -689,6 +760,8 @@ class SelectEngine implements EchoEngine {
       return true;
     }
     c.held += n;
+    c.filled = n >= c.asked;
+    c.sizing.record(n, c.asked);
     const stats = this.#core.stats;
     // Once draining, only a read that had landed before the stop counts.
     if (!this.#draining) {
@@ -732,6 +805,11 @@ class SelectEngine implements EchoEngine {
     c.key.cancel();
     this.#connections.delete(c.session);
     this.#core.stats.bytesHeld! -= c.held;
+    this.#core.stats.bufferBytes! -= c.buffer.length;
+    // A read or write still in flight may write into the buffer or send
+    // from it until the close ends it: such a buffer is not reused.
+    if (c.key.readArmed || c.key.writeArmed) this.#pool.drop(c.buffer);
+    else this.#pool.give(c.buffer);
     try {
       c.session.conn.close();
     } catch {
@@ -745,18 +823,26 @@ class SelectEngine implements EchoEngine {
 /** Options of {@linkcode serveSelectEcho}. */
 export interface SelectEchoOptions extends EchoServerOptions {
   /**
-   * Bytes each connection buffers, the notes' `kBufferSize`: the most the
-   * server holds for a client that does not read. Default 1024.
+   * The smallest buffer of a connection, the notes' `kBufferSize`: each
+   * connection starts with it and waits for input in it. Default 1024.
    */
   bufferSize?: number;
+  /**
+   * The largest buffer a connection's buffer grows to while its reads fill
+   * it: the most bytes the server holds for one client (one that sends and
+   * never reads). Default 65536, or `bufferSize` if that is larger; equal
+   * to `bufferSize`, the buffer is fixed, as in the notes.
+   */
+  maxBufferSize?: number;
 }
 
 /**
  * Starts the notes' select() echo server: one loop over a
  * {@linkcode Selector} echoes every connection through its own buffer,
  * reading only while the buffer has room and writing only while it holds
- * data. Live stats include `bytesHeld` (read, not yet written back) and
- * `peakHeld` (the most one connection held at once).
+ * data. Live stats include `bytesHeld` (read, not yet written back),
+ * `peakHeld` (the most one connection held at once), `bufferBytes` (the
+ * connections' buffers now) and `peakBuffer` (the largest one so far).
  *
  * Requires `--allow-net` (a Unix socket: `--allow-net=unix:PATH
  * --allow-read=PATH --allow-write=PATH`).
@@ -764,7 +850,8 @@ export interface SelectEchoOptions extends EchoServerOptions {
  * @param options Where to listen (TCP, TLS, a Unix socket), limits, buffer
  * size.
  * @returns The running server; `close()` drains it and gives final stats.
- * @throws {RangeError} If `bufferSize` is not a whole number from 1 to 64 MiB.
+ * @throws {RangeError} If `bufferSize` is not a whole number from 1 to 64
+ * MiB, or `maxBufferSize` one from `bufferSize` to 64 MiB.
  * @throws {CliError} If the address cannot be bound.
  *
  * @example
@@ -786,17 +873,24 @@ export async function serveSelectEcho(
   options: SelectEchoOptions = {},
 ): Promise<EchoServer<Addr>> {
   const size = options.bufferSize ?? DEFAULT_BUFFER_SIZE;
-  if (!Number.isSafeInteger(size) || size < 1 || size > MAX_BUFFER_SIZE) {
-    throw new RangeError(
-      `Cannot use bufferSize "${size}": expected a whole number from 1 to ${MAX_BUFFER_SIZE}`,
-    );
-  }
+  checkSize("bufferSize", size, 1);
+  const max = options.maxBufferSize ??
+    Math.max(size, DEFAULT_MAX_BUFFER_SIZE);
+  checkSize("maxBufferSize", max, size);
   const listener = await listen(listenEndpoint(options, 0));
   return runEchoServer(
     listener,
     options,
-    (core) => new SelectEngine(core, size),
+    (core) => new SelectEngine(core, size, max),
   );
+}
+
+function checkSize(name: string, size: number, min: number): void {
+  if (!Number.isSafeInteger(size) || size < min || size > MAX_BUFFER_SIZE) {
+    throw new RangeError(
+      `Cannot use ${name} "${size}": expected a whole number from ${min} to ${MAX_BUFFER_SIZE}`,
+    );
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -806,7 +900,7 @@ export async function serveSelectEcho(
 const COMMAND = {
   name: "servers/select_echo.ts",
   summary:
-    "The notes' select() echo server: one loop multiplexes every connection by readiness, each with a fixed buffer it reads into only while there is room and writes from only while it holds data, so a client that does not read costs at most --buffer bytes.",
+    "The notes' select() echo server: one loop multiplexes every connection by readiness, each with a buffer it reads into only while there is room and writes from only while it holds data; the buffer grows from --buffer while reads fill it, up to --max-buffer, so a client that does not read costs at most --max-buffer bytes.",
   options: {
     ...ECHO_OPTIONS,
     buffer: {
@@ -814,7 +908,14 @@ const COMMAND = {
       short: "b",
       default: String(DEFAULT_BUFFER_SIZE),
       arg: "BYTES",
-      description: "Buffer per connection (the notes' kBufferSize).",
+      description:
+        "Smallest buffer per connection (the notes' kBufferSize): each starts with it and waits for input in it.",
+    },
+    "max-buffer": {
+      type: "string" as const,
+      arg: "BYTES",
+      description:
+        `Largest buffer a connection's grows to while its reads fill it, the most held for one client (default ${DEFAULT_MAX_BUFFER_SIZE}, or --buffer if larger; equal to --buffer: fixed, as in the notes).`,
     },
   },
   epilog: `Examples:
@@ -841,7 +942,15 @@ export function main(args: string[]): Promise<number> {
       1,
       MAX_BUFFER_SIZE,
     );
-    return serveSelectEcho({ ...shared, bufferSize, signal });
+    const maxBufferSize = values["max-buffer"] === undefined
+      ? undefined
+      : parseInteger(
+        values["max-buffer"],
+        "--max-buffer",
+        bufferSize,
+        MAX_BUFFER_SIZE,
+      );
+    return serveSelectEcho({ ...shared, bufferSize, maxBufferSize, signal });
   });
 }
 

@@ -218,6 +218,13 @@ const TABLE: Record<string, ScriptRows> = {
         ...countRows("--buffer", 1, 64 * 1024 * 1024),
         { args: ["-b", "-5"], says: /expected 1 to/ },
       ],
+      "max-buffer": [
+        ...countRows("--max-buffer", 1024, 64 * 1024 * 1024),
+        {
+          args: ["--buffer", "4096", "--max-buffer", "2048"],
+          says: /expected 4096 to/,
+        },
+      ],
     },
   },
   "servers/completion_echo.ts": {

@@ -9,10 +9,13 @@
 
 import assert from "node:assert/strict";
 import {
+  AdaptiveSize,
+  DEFAULT_MAX_BUFFER_SIZE,
   type SelectEchoOptions,
   type SelectionKey,
   Selector,
   serveSelectEcho,
+  sizeTable,
 } from "../servers/select_echo.ts";
 import type { EchoServer, EchoStats } from "../servers/_echo.ts";
 import {
@@ -344,8 +347,11 @@ Deno.test("SelectEchoServer echoes random data sent in random chunks over 200 co
   assert.equal(stats().bytesHeld, 0);
 });
 
-Deno.test("SelectEchoServer streams 10 MiB through a 1024-byte buffer", async () => {
-  const { server: s, stats } = await server({ bufferSize: 1024 });
+Deno.test("SelectEchoServer streams 10 MiB through a fixed 1024-byte buffer (--max-buffer 1024, as the notes)", async () => {
+  const { server: s, stats } = await server({
+    bufferSize: 1024,
+    maxBufferSize: 1024,
+  });
   await using _ = s;
   const data = randomBytes(10 * 1024 * 1024, pseudoRandom(10));
   using conn = await Deno.connect({ port: s.addr.port });
@@ -361,6 +367,106 @@ Deno.test("SelectEchoServer streams 10 MiB through a 1024-byte buffer", async ()
   assert.equal(stats().bytesEchoed, data.length);
   assert.ok(stats().peakHeld! <= 1024, `held ${stats().peakHeld}`);
   assert.equal(stats().peakHeld, 1024);
+  assert.equal(stats().peakBuffer, 1024);
+});
+
+Deno.test("sizeTable: the smallest size, the powers of two between, the largest", () => {
+  assert.deepEqual(sizeTable(1024, 65536), [
+    1024,
+    2048,
+    4096,
+    8192,
+    16384,
+    32768,
+    65536,
+  ]);
+  assert.deepEqual(sizeTable(1000, 5000), [1000, 1024, 2048, 4096, 5000]);
+  assert.deepEqual(sizeTable(5, 5), [5]);
+  assert.throws(() => sizeTable(0, 5), RangeError);
+  assert.throws(() => sizeTable(6, 5), RangeError);
+});
+
+Deno.test("AdaptiveSize: a read that fills its room grows 4 steps up to the cap; two small reads in a row shrink one step, down to the floor", () => {
+  const size = new AdaptiveSize(1024, 65536);
+  assert.equal(size.size, 1024);
+  assert.equal(size.record(1024, 1024), true);
+  assert.equal(size.size, 16384);
+  // Filling a smaller room (a ring's wrapped piece) counts as full too.
+  size.record(100, 100);
+  assert.equal(size.size, 65536);
+  size.record(65536, 65536);
+  assert.equal(size.size, 65536, "capped");
+  // Neither full nor small: no change, however often.
+  for (let i = 0; i < 5; i++) size.record(40000, 65536);
+  assert.equal(size.size, 65536);
+  // One small read is not enough; the second shrinks one step.
+  assert.equal(size.record(32768, 65536), false);
+  assert.equal(size.size, 65536);
+  assert.equal(size.record(10, 65536), true);
+  assert.equal(size.size, 32768);
+  // A full read in between starts the count over.
+  size.record(10, 32768);
+  size.record(32768, 32768);
+  assert.equal(size.size, 65536);
+  size.record(10, 65536);
+  assert.equal(size.size, 65536);
+  // Down to the floor in two small reads a step, never below it.
+  for (let i = 0; i < 40; i++) size.record(1, 65536);
+  assert.equal(size.size, 1024);
+  // A read of nothing (Deno never reports one but EOF) is not full.
+  size.record(0, 0);
+  assert.equal(size.size, 1024);
+});
+
+/** Reads exactly `n` bytes from `conn` (fails at an early EOF). */
+async function readExactly(conn: Deno.Conn, n: number): Promise<Uint8Array> {
+  const out = new Uint8Array(n);
+  let at = 0;
+  while (at < n) {
+    const got = await conn.read(out.subarray(at));
+    if (got === null) throw new Error(`EOF after ${at} of ${n} bytes`);
+    at += got;
+  }
+  return out;
+}
+
+Deno.test("SelectEchoServer: random data in random write sizes comes back exact while the buffer grows in streams and shrinks back between them", async () => {
+  const { server: s, stats } = await server();
+  await using _ = s;
+  using conn = await Deno.connect({ port: s.addr.port });
+  const next = pseudoRandom(2024);
+  for (let round = 0; round < 3; round++) {
+    // A stream: writes of 1 byte to 192 KiB, read back concurrently.
+    const data = randomBytes(3 * 1024 * 1024 + (next() % 4096), next);
+    const reading = readExactly(conn, data.length);
+    for (let at = 0; at < data.length;) {
+      const size = 1 + (next() % (192 * 1024));
+      await writeAll(conn, data.subarray(at, at + size));
+      at += size;
+    }
+    assert.equal(firstDifference(await reading, data), -1, `round ${round}`);
+    const peak = stats().peakBuffer!;
+    assert.ok(peak > 1024 && peak <= DEFAULT_MAX_BUFFER_SIZE, `peak ${peak}`);
+    // Then small messages, one at a time: the reads come back short, so the
+    // connection goes back to waiting in the 1 KiB buffer.
+    for (let i = 0; i < 20; i++) {
+      const message = randomBytes(1 + (next() % 200), next);
+      await writeAll(conn, message);
+      const back = await readExactly(conn, message.length);
+      assert.equal(firstDifference(back, message), -1, `message ${i}`);
+    }
+    await waitForStats(
+      s,
+      (t) => t.bufferBytes === 1024,
+      "the buffer to shrink back to 1 KiB",
+    );
+  }
+  await conn.closeWrite();
+  assert.equal(await conn.read(new Uint8Array(1)), null);
+  await waitForStats(s, (t) => t.active === 0, "the close");
+  assert.equal(stats().bufferBytes, 0);
+  assert.equal(stats().bytesHeld, 0);
+  assert.equal(stats().bytesEchoed, stats().bytesRead);
 });
 
 Deno.test("SelectEchoServer echoes after the client half-closes, then closes", async () => {
@@ -380,9 +486,22 @@ Deno.test("SelectEchoServer echoes after the client half-closes, then closes", a
   assert.equal(stats().errors, 0);
 });
 
-Deno.test("SelectEchoServer holds at most --buffer bytes for a client that does not read, and loses none", async () => {
-  const size = 1024;
-  const { server: s, stats } = await server({ bufferSize: size });
+for (
+  const [what, options, size] of [
+    ["--max-buffer (64 KiB by default)", {}, DEFAULT_MAX_BUFFER_SIZE],
+    ["a fixed --buffer 1024", { bufferSize: 1024, maxBufferSize: 1024 }, 1024],
+  ] as const
+) {
+  Deno.test(`SelectEchoServer holds at most ${what} for a client that does not read, and loses none`, async () => {
+    await holdsAtMost(options, size);
+  });
+}
+
+async function holdsAtMost(
+  options: SelectEchoOptions,
+  size: number,
+): Promise<void> {
+  const { server: s, stats } = await server(options);
   await using _ = s;
   using conn = await Deno.connect({ port: s.addr.port });
   const next = pseudoRandom(77);
@@ -425,7 +544,8 @@ Deno.test("SelectEchoServer holds at most --buffer bytes for a client that does 
   assert.equal(echoed.length, total);
   assert.equal(firstDifference(echoed, all), -1);
   assert.equal(stats().peakHeld, size);
-});
+  assert.equal(stats().peakBuffer, size);
+}
 
 Deno.test("SelectEchoServer closes connections past --max-connections, warns once per burst, serves the others", async () => {
   const { server: s, log, stats } = await server({ maxConnections: 2 });
@@ -496,7 +616,11 @@ Deno.test("SelectEchoServer: a reset mid-stream closes that connection only, log
     const writing = (async () => {
       for (let i = 0; !stop && i < 1024; i++) await writeAll(rude, flood);
     })().catch(() => {});
-    await waitForStats(s, (t) => t.bytesHeld === 1024, "a full buffer");
+    await waitForStats(
+      s,
+      (t) => t.bytesHeld === DEFAULT_MAX_BUFFER_SIZE,
+      "a full buffer",
+    );
     stop = true;
     rude.close();
     await writing;
@@ -516,14 +640,18 @@ Deno.test("SelectEchoServer: a reset mid-stream closes that connection only, log
 });
 
 Deno.test("SelectEchoServer: a client that never reads is cut off when --grace ends", async () => {
-  const { server: s, log, stats } = await server({ grace: 300 });
+  const { server: s, log } = await server({ grace: 300 });
   using conn = await Deno.connect({ port: s.addr.port });
   const flood = randomBytes(64 * 1024, pseudoRandom(5));
   let stop = false;
   const writing = (async () => {
     for (let i = 0; !stop && i < 1024; i++) await writeAll(conn, flood);
   })().catch(() => {});
-  await waitForStats(s, (t) => t.bytesHeld === 1024, "a full buffer");
+  await waitForStats(
+    s,
+    (t) => t.bytesHeld === DEFAULT_MAX_BUFFER_SIZE,
+    "a full buffer",
+  );
   // The server owes this client bytes it will never take: close() must
   // still end, once the grace period is over.
   const final = await s.close();
@@ -537,7 +665,8 @@ Deno.test("SelectEchoServer: a client that never reads is cut off when --grace e
   // taken the rest meanwhile).
   assert.equal(final.graceClosed, 1);
   assert.ok(
-    final.bytesUnechoed >= 0 && final.bytesUnechoed <= 1024,
+    final.bytesUnechoed >= 0 &&
+      final.bytesUnechoed <= DEFAULT_MAX_BUFFER_SIZE,
     JSON.stringify(final),
   );
   stop = true;

@@ -1,0 +1,148 @@
+/**
+ * The select echo server's buffers: how big a connection's next read is
+ * (Netty's AdaptiveRecvByteBufAllocator, as a pure policy) and the pool the
+ * buffers come from, so that a connection that streamed and went quiet
+ * hands its large buffer back for the next one to use.
+ *
+ * @module
+ */
+
+/** Default smallest buffer: the notes' `kBufferSize`. */
+export const DEFAULT_MIN_BUFFER = 1024;
+/**
+ * Default largest buffer, Netty's default maximum. It is the most bytes one
+ * connection makes the server hold (a client that sends and never reads
+ * stops being read once its buffer is full), so 10,000 connections
+ * streaming at once pin at most 640 MiB; a larger read gains little, since a
+ * read over loopback rarely brings more than 64 KiB.
+ */
+export const DEFAULT_MAX_BUFFER = 64 * 1024;
+/**
+ * Table steps a read that fills its buffer moves up: 4, as Netty's
+ * `INDEX_INCREMENT`, so 1 KiB grows to 16 KiB and then to 64 KiB.
+ */
+export const GROW_STEPS = 4;
+
+/**
+ * The sizes a buffer may take from `min` to `max`: `min`, every power of
+ * two between them, and `max`.
+ *
+ * @throws {RangeError} If `min` is below 1 or above `max`.
+ */
+export function sizeTable(min: number, max: number): number[] {
+  if (!(min >= 1 && min <= max)) {
+    throw new RangeError(
+      `Cannot make a size table from ${min} to ${max}: expected 1 <= min <= max`,
+    );
+  }
+  const sizes = [min];
+  let p = 1;
+  while (p <= min) p *= 2;
+  for (; p < max; p *= 2) sizes.push(p);
+  if (max > min) sizes.push(max);
+  return sizes;
+}
+
+/**
+ * Netty's adaptive read size, one per connection: a read that fills the
+ * room it was given moves the size {@linkcode GROW_STEPS} steps up the
+ * table at once; a read that brings no more than the size one step down
+ * counts as small, and the second small read in a row moves it one step
+ * down (Netty's `decreaseNow`). A read in between changes nothing.
+ *
+ * @example
+ * ```ts
+ * import { AdaptiveSize } from "./_select_buffers.ts";
+ * const size = new AdaptiveSize(1024, 65536);
+ * size.record(1024, 1024); // filled: 1 KiB -> 16 KiB
+ * console.log(size.size); // 16384
+ * size.record(10, 16384);
+ * size.record(10, 16384); // the second small read: one step down
+ * console.log(size.size); // 8192
+ * ```
+ */
+export class AdaptiveSize {
+  /** The table of sizes, smallest first. */
+  readonly sizes: readonly number[];
+  #index = 0;
+  #decreaseNow = false;
+
+  /** Starts at `min`. */
+  constructor(min: number, max: number) {
+    this.sizes = sizeTable(min, max);
+  }
+
+  /** The size the next read should be given. */
+  get size(): number {
+    return this.sizes[this.#index]!;
+  }
+
+  /**
+   * Records one read: `bytesRead` of the `attempted` bytes of room it had.
+   *
+   * @returns Whether the size changed.
+   */
+  record(bytesRead: number, attempted: number): boolean {
+    const sizes = this.sizes;
+    const before = this.#index;
+    if (bytesRead >= attempted && bytesRead > 0) {
+      this.#index = Math.min(before + GROW_STEPS, sizes.length - 1);
+      this.#decreaseNow = false;
+    } else if (bytesRead <= sizes[Math.max(0, before - 1)]!) {
+      if (this.#decreaseNow) {
+        this.#index = Math.max(before - 1, 0);
+        this.#decreaseNow = false;
+      } else {
+        this.#decreaseNow = true;
+      }
+    }
+    return this.#index !== before;
+  }
+}
+
+/**
+ * Free buffers by size, reused by every connection of one server. It keeps
+ * up to `keepBytes` of each size; what is given back past that is left to
+ * the garbage collector.
+ */
+export class BufferPool {
+  #free = new Map<number, Uint8Array[]>();
+  #keep: number;
+  /** Bytes of the buffers handed out and not given back. */
+  inUse = 0;
+
+  /** A pool that keeps up to `keepBytes` of free buffers of each size. */
+  constructor(keepBytes = 1024 * 1024) {
+    this.#keep = keepBytes;
+  }
+
+  /** A buffer of `size` bytes: a free one if there is one. */
+  take(size: number): Uint8Array {
+    this.inUse += size;
+    return this.#free.get(size)?.pop() ?? new Uint8Array(size);
+  }
+
+  /**
+   * Gives `buffer` back. No read or write may still be using it.
+   * `inUse` drops either way.
+   */
+  give(buffer: Uint8Array): void {
+    const size = buffer.length;
+    this.inUse -= size;
+    let list = this.#free.get(size);
+    if (list === undefined) this.#free.set(size, list = []);
+    if ((list.length + 1) * size <= this.#keep) list.push(buffer);
+  }
+
+  /** Forgets a buffer that is not given back (an operation may still use it). */
+  drop(buffer: Uint8Array): void {
+    this.inUse -= buffer.length;
+  }
+
+  /** Bytes in free buffers now. */
+  get freeBytes(): number {
+    let n = 0;
+    for (const [size, list] of this.#free) n += size * list.length;
+    return n;
+  }
+}
