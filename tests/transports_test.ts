@@ -18,7 +18,6 @@ import {
   Running,
   runScript,
   unixSocket,
-  waitUntil,
 } from "./_helpers.ts";
 
 const TLS = "tests/fixtures/tls";
@@ -500,6 +499,7 @@ Deno.test("the echo servers drain over TLS as over TCP: a stop loses no echoed b
   }
   const sent = conns.map(() => 0);
   const echoed = conns.map(() => 0);
+  const firstEchoes = conns.map(() => Promise.withResolvers<void>());
   const chunk = new Uint8Array(4096).fill(7);
   const running = conns.map(async (conn, i) => {
     let ended = false; // the server's FIN (close_notify) has come
@@ -514,8 +514,10 @@ Deno.test("the echo servers drain over TLS as over TCP: a stop loses no echoed b
         }
         if (n === null) break;
         echoed[i]! += n;
+        firstEchoes[i]!.resolve();
       }
       ended = true;
+      firstEchoes[i]!.resolve(); // or none came: the asserts below tell
     })();
     try {
       // As a client does that streams until the server says it is done;
@@ -532,7 +534,8 @@ Deno.test("the echo servers drain over TLS as over TCP: a stop loses no echoed b
     await reading;
     conn.close();
   });
-  await waitUntil(() => echoed.every((n) => n > 0), "every connection to echo");
+  // Every connection has had echo back: each is streaming when the stop comes.
+  await Promise.all(firstEchoes.map((p) => p.promise));
   const out = await proc.stop("SIGTERM");
   await Promise.all(running);
   assert.equal(out.code, 0, out.stderr);
