@@ -64,10 +64,20 @@ export interface HostInfo {
   interfaces: InterfaceAddress[];
 }
 
-/** Whether `address` is a loopback address. */
+/**
+ * Whether `address` is a loopback address: IPv4 127.0.0.0/8, IPv6 ::1, or
+ * 127.0.0.0/8 mapped into IPv6, in any spelling IPv6 allows.
+ */
 export function isLoopback(address: string): boolean {
-  return address === "::1" || /^127\./.test(address) ||
-    /^::ffff:127\./i.test(address);
+  const family = isIP(address);
+  if (family === 4) return address.startsWith("127.");
+  if (family !== 6) return false;
+  // The WHATWG URL parser writes IPv6 in its one canonical (RFC 5952) form:
+  // 0:0:0:0:0:0:0:1 as ::1, ::FFFF:127.0.0.1 as ::ffff:7f00:1. A zone
+  // (%eth0) it does not take; it says nothing about loopback.
+  const bare = address.replace(/%.*$/, "");
+  const canonical = new URL(`http://[${bare}]/`).hostname;
+  return canonical === "[::1]" || /^\[::ffff:7f[0-9a-f]{2}:/.test(canonical);
 }
 
 /**
