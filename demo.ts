@@ -2,7 +2,8 @@
  * The main job (`deno task demo`): the notes' Test Server on an ephemeral
  * port, the Test Client against it, both sides' transcripts as they happen,
  * in the clear and over TLS (the test CA of tests/fixtures/tls); then each
- * echo server under a short load that checks every byte.
+ * echo server under a short load that checks every byte, and the proxy
+ * adding latency between the load and an echo server.
  *
  * Requires `--allow-net=127.0.0.1 --allow-read=tests/fixtures/tls`.
  *
@@ -17,6 +18,7 @@ import { serveCompletionEcho } from "./servers/completion_echo.ts";
 import { serveSelectEcho } from "./servers/select_echo.ts";
 import { serveSequential } from "./servers/sequential.ts";
 import { formatUdpStats, serveUdpEcho } from "./servers/udp_echo.ts";
+import { formatProxyStats, serveProxy } from "./tools/proxy.ts";
 import {
   formatReport,
   formatUdpReport,
@@ -109,12 +111,46 @@ async function underLoad(title: string, server: EchoServer): Promise<boolean> {
   return ok;
 }
 
+/**
+ * The fault-injecting proxy between the load generator and the select echo
+ * server, adding 20 ms to every reply: the load report's round trips show
+ * it.
+ */
+async function throughProxy(): Promise<boolean> {
+  section(
+    "Proxy (tools/proxy.ts) with a latency toxic of 20 ms in front of the select() echo server, 10 connections for 1 s",
+  );
+  await using echo = await serveSelectEcho({ port: 0, log: () => {} });
+  await using proxy = await serveProxy({
+    port: 0,
+    upstream: { hostname: "127.0.0.1", port: echo.addr.port },
+    toxics: [{ type: "latency", attributes: { latency: 20 } }],
+    log: (line) => console.log(`proxy  | ${line}`),
+  });
+  console.log(
+    `proxy  | listening on ${formatAddr(proxy.addr)}, relaying to ` +
+      `${formatAddr(echo.addr)} through latency_downstream (20 ms)`,
+  );
+  const report = await runLoad({
+    port: (proxy.addr as Deno.NetAddr).port,
+    connections: 10,
+    size: 64,
+    duration: 1_000,
+  });
+  for (const line of formatReport(report).split("\n")) {
+    console.log(`load   | ${line}`);
+  }
+  console.log(`proxy  | ${formatProxyStats(await proxy.close())}`);
+  return report.ok;
+}
+
 const COMMAND: CommandSpec = {
   name: "demo.ts",
   summary: "The main job: the notes' Test Server and Test Client talk on an " +
     "ephemeral port of 127.0.0.1, in the clear and over TLS (the tests' " +
     "throwaway CA), then each echo server (TCP, then UDP) runs 1 s under a " +
-    "load that checks every byte.",
+    "load that checks every byte, and the proxy adds 20 ms of latency " +
+    "between the load and an echo server.",
   options: {},
   epilog: "Exit status: 0 when every byte came back, 1 otherwise, 2 on a " +
     "usage mistake.\nRun it as `deno task demo`.",
@@ -145,6 +181,7 @@ async function main(args: string[]): Promise<number> {
       await serveCompletionEcho({ port: 0, log }),
     ),
     await udpUnderLoad(),
+    await throughProxy(),
   ];
   return results.every(Boolean) ? 0 : 1;
 }
