@@ -1,19 +1,20 @@
 /**
  * Baseline for `deno task bench`: the echo the Deno docs show,
- * `conn.readable.pipeTo(conn.writable)`. Short to write; FINDINGS.md
+ * `conn.readable.pipeTo(conn.writable)`. Short to write; the bench
  * measured it at 0.16x a read/write loop, and `conn.readable` closes the
  * whole connection at the peer's EOF (denoland/deno#22258).
  *
  * Usage: `deno run --allow-net=127.0.0.1 bench/_pipe_echo.ts --port 0`;
- * prints `listening on HOST:PORT`, stops on SIGTERM or SIGINT.
+ * prints `listening on HOST:PORT`, stops on SIGTERM, SIGINT or SIGHUP
+ * (the project's `shutdownSignal`).
  *
  * @module
  */
 
-import { parsePort, runMain } from "../_cli.ts";
+import { parsePort, runMain, shutdownSignal } from "../_cli.ts";
 import { listen, printListening } from "../_net.ts";
 
-/** Serves until SIGTERM/SIGINT. */
+/** Serves until SIGTERM, SIGINT or SIGHUP. */
 export async function main(args: string[]): Promise<number> {
   const i = args.indexOf("--port");
   const port = i >= 0 ? parsePort(args[i + 1]) : 0;
@@ -23,9 +24,8 @@ export async function main(args: string[]): Promise<number> {
     port,
   });
   printListening(listener.addr as Deno.NetAddr);
-  const stop = () => listener.close();
-  Deno.addSignalListener("SIGTERM", stop);
-  Deno.addSignalListener("SIGINT", stop);
+  using shutdown = shutdownSignal();
+  shutdown.signal.addEventListener("abort", () => listener.close());
   try {
     for await (const conn of listener) {
       // A reset peer rejects the pipe; it ends only that connection.

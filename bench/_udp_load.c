@@ -3,7 +3,7 @@
  * 127.0.0.1:PORT, send SIZE-byte datagrams (flow, sequence number, send
  * time, then a payload set by the sequence number) and check every one that
  * comes back. One thread, epoll: a client cheap enough that the server, not
- * the client, sets the pace, as FINDINGS.md's UDP figures were taken.
+ * the client, sets the pace, as docs/udp.md's figures were taken.
  *
  * RATE 0 is a closed loop: each flow keeps one datagram in flight and sends
  * the next when its echo is back, or when LOSS_MS have passed without it

@@ -9,6 +9,7 @@
 import { Buffer } from "node:buffer";
 import { fileURLToPath } from "node:url";
 import { writeAll } from "../_net.ts";
+import { Child, type Output } from "../_process.ts";
 
 /** The project root, as a path. */
 export const ROOT: string = fileURLToPath(new URL("../", import.meta.url));
@@ -53,15 +54,8 @@ export const SCRIPT_PERMISSIONS: Record<string, string[]> = {
   ],
 };
 
-/** What a finished subprocess printed. */
-export interface Output {
-  /** Exit code. */
-  code: number;
-  /** Everything on stdout. */
-  stdout: string;
-  /** Everything on stderr. */
-  stderr: string;
-}
+/** What a finished subprocess printed: the one of `_process.ts`. */
+export type { Output };
 
 function denoArgs(script: string, args: string[], perms?: string[]) {
   return [
@@ -113,79 +107,22 @@ export interface RunningOptions {
   nofile?: number;
 }
 
-/** A script running in the background, read line by line. */
-export class Running implements AsyncDisposable {
-  /** The subprocess. */
-  readonly child: Deno.ChildProcess;
-  /** Lines of stdout seen so far. */
-  readonly lines: string[] = [];
-  #stdout: AsyncIterator<string>;
-  #stderr: Promise<string>;
-  #stderrLines: AsyncIterator<string>;
-  #done?: Promise<Output>;
-
+/**
+ * A script running in the background, read line by line: the project's one
+ * process starter (`_process.ts`, which the bench uses too), given a
+ * script's permissions.
+ */
+export class Running extends Child {
   /**
    * Starts `script` with `args`; `options` as {@linkcode RunningOptions}.
    */
   constructor(script: string, args: string[], options: RunningOptions = {}) {
     const { perms, env = {}, nofile } = options;
-    const deno = [Deno.execPath(), ...denoArgs(script, args, perms)];
-    const argv = nofile === undefined
-      ? deno
-      : ["sh", "-c", `ulimit -n ${nofile} && exec "$@"`, "sh", ...deno];
-    this.child = new Deno.Command(argv[0]!, {
-      args: argv.slice(1),
+    super([Deno.execPath(), ...denoArgs(script, args, perms)], {
       cwd: ROOT,
-      env: { NO_COLOR: "1", ...env },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    this.#stdout = this.child.stdout
-      .pipeThrough(new TextDecoderStream())
-      .pipeThrough(lineSplitter())[Symbol.asyncIterator]();
-    // One copy for the whole text at the end, one to wait on line by line.
-    const [whole, live] = this.child.stderr.tee();
-    this.#stderr = new Response(whole).text();
-    this.#stderrLines = live
-      .pipeThrough(new TextDecoderStream())
-      .pipeThrough(lineSplitter())[Symbol.asyncIterator]();
-  }
-
-  /** Waits for a stderr line that matches `pattern` and returns it. */
-  async waitForStderr(pattern: RegExp): Promise<string> {
-    while (true) {
-      const next = await this.#stderrLines.next();
-      if (next.done) {
-        const { code, stderr } = await this.wait();
-        throw new Error(
-          `Exited (${code}) before printing ${pattern} on stderr: ${stderr}`,
-        );
-      }
-      if (pattern.test(next.value)) return next.value;
-    }
-  }
-
-  /** Waits for the next stdout line; `null` at the end of the output. */
-  async nextLine(): Promise<string | null> {
-    const next = await this.#stdout.next();
-    if (next.done) return null;
-    this.lines.push(next.value);
-    return next.value;
-  }
-
-  /** Waits for a stdout line that matches `pattern` and returns it. */
-  async waitFor(pattern: RegExp): Promise<string> {
-    while (true) {
-      const line = await this.nextLine();
-      if (line === null) {
-        const { code, stderr } = await this.wait();
-        throw new Error(
-          `Exited (${code}) before printing ${pattern}; stderr: ${stderr}`,
-        );
-      }
-      if (pattern.test(line)) return line;
-    }
+      env,
+      ...(nofile === undefined ? {} : { nofile, nofileStrict: true }),
+    });
   }
 
   /** Waits for `listening on HOST:PORT` (the first line) and returns the port. */
@@ -198,56 +135,6 @@ export class Running implements AsyncDisposable {
     }
     return Number(match[1]);
   }
-
-  /** Waits for the exit; returns the code and the rest of the output. */
-  wait(): Promise<Output> {
-    this.#done ??= (async () => {
-      const rest: string[] = [];
-      while (true) {
-        const next = await this.#stdout.next();
-        if (next.done) break;
-        rest.push(next.value);
-      }
-      this.lines.push(...rest);
-      const status = await this.child.status;
-      return {
-        code: status.code,
-        stdout: this.lines.join("\n"),
-        stderr: await this.#stderr,
-      };
-    })();
-    return this.#done;
-  }
-
-  /** Sends `signal` and waits for the exit. */
-  stop(signal: Deno.Signal = "SIGTERM"): Promise<Output> {
-    try {
-      this.child.kill(signal);
-    } catch {
-      // already exited
-    }
-    return this.wait();
-  }
-
-  /** Kills the script if it still runs, and waits. */
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.stop("SIGKILL");
-  }
-}
-
-/** A stream that splits text into lines. */
-function lineSplitter(): TransformStream<string, string> {
-  let rest = "";
-  return new TransformStream({
-    transform(chunk, controller) {
-      const parts = (rest + chunk).split("\n");
-      rest = parts.pop() ?? "";
-      for (const part of parts) controller.enqueue(part);
-    },
-    flush(controller) {
-      if (rest) controller.enqueue(rest);
-    },
-  });
 }
 
 /** Writes all of `bytes` to `conn` (a write may be partial): the one in _net.ts. */

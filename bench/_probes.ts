@@ -1,0 +1,68 @@
+/**
+ * What the bench asks of the machine and of the processes it starts: a
+ * command on PATH, the open-files limits, a process's RSS and CPU time.
+ * Deno lets only `--allow-all` read another process's /proc entry (or
+ * /proc/self/limits), so `sh` reads them; the bench holds `--allow-run=sh`.
+ *
+ * Private to bench/bench.ts.
+ *
+ * @module
+ */
+
+/** Runs `sh -c script args...`; its stdout, or undefined if it failed. */
+async function sh(
+  script: string,
+  ...args: string[]
+): Promise<string | undefined> {
+  try {
+    const out = await new Deno.Command("sh", {
+      args: ["-c", script, "sh", ...args],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    return out.success ? new TextDecoder().decode(out.stdout) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether `cmd` is on PATH. */
+export async function onPath(cmd: string): Promise<boolean> {
+  return await sh('command -v "$1" >/dev/null', cmd) !== undefined;
+}
+
+/** The soft and hard open-files limits; undefined if unknown. */
+export async function openFilesLimit(): Promise<
+  { soft: number; hard: number } | undefined
+> {
+  const text = await sh("ulimit -Sn; ulimit -Hn");
+  if (text === undefined) return undefined;
+  const [soft, hard] = text.trim().split("\n");
+  const n = (s?: string) => s === "unlimited" ? Infinity : Number(s);
+  const limit = { soft: n(soft), hard: n(hard) };
+  return Number.isNaN(limit.soft) || Number.isNaN(limit.hard)
+    ? undefined
+    : limit;
+}
+
+/** VmRSS of process `pid` in KB (Linux), or undefined. */
+export async function rssKb(pid: number): Promise<number | undefined> {
+  const text = await sh('exec cat "/proc/$1/status"', String(pid));
+  const m = text?.match(/VmRSS:\s+(\d+) kB/);
+  return m ? Number(m[1]) : undefined;
+}
+
+/**
+ * CPU time process `pid` has used (user + system, all threads), in seconds,
+ * from /proc/PID/stat; undefined where there is none.
+ */
+export async function cpuSeconds(pid: number): Promise<number | undefined> {
+  const text = await sh('cat "/proc/$1/stat"; getconf CLK_TCK', String(pid));
+  if (text === undefined) return undefined;
+  const [stat, hz] = text.split("\n");
+  // Fields after the command name, which is in parentheses and may hold
+  // spaces: utime and stime are the 12th and 13th.
+  const fields = stat!.slice(stat!.lastIndexOf(")") + 2).split(" ");
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return Number.isFinite(ticks) ? ticks / (Number(hz) || 100) : undefined;
+}
