@@ -385,6 +385,17 @@ const TABLE: Record<string, ScriptRows> = {
       "connect-timeout": durationRows("--connect-timeout"),
       "drain-timeout": durationRows("--drain-timeout"),
       json: flagRows("--json"),
+      interval: [
+        ...durationRows("--interval"),
+        {
+          args: ["--interval", "0.05"],
+          says: /expected at least 0\.1 seconds/,
+        },
+      ],
+      "json-stream": [
+        ...flagRows("--json-stream"),
+        { args: ["--json-stream", "--json"], says: /do not combine/ },
+      ],
       quiet: flagRows("--quiet"),
       "allow-errors": flagRows("--allow-errors"),
       udp: [

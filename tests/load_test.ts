@@ -11,140 +11,15 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import net from "node:net";
 import { ROOT, Running, runScript } from "./_helpers.ts";
-import { LatencyHistogram, type LoadReport } from "../tools/load.ts";
-
-const LOAD = "tools/load.ts";
-
-/** Every field of the JSON report, so a missing one fails the test. */
-const REPORT_FIELDS = [
-  "target",
-  "transport",
-  "mode",
-  "connections",
-  "idle",
-  "size",
-  "window",
-  "rate",
-  "engine",
-  "connected",
-  "connectMs",
-  "connectRate",
-  "connectsPerSecond",
-  "connect",
-  "connectFailures",
-  "resets",
-  "closedByServer",
-  "otherErrors",
-  "seconds",
-  "messages",
-  "messagesPerSecond",
-  "bytesSent",
-  "bytesEchoed",
-  "megabytesPerSecond",
-  "mismatchedBytes",
-  "missingBytes",
-  "extraBytes",
-  "latency",
-  "cpu",
-  "errors",
-  "ok",
-];
-
-/** Runs the load tool with `--json` and returns its exit code and report. */
-async function load(
-  args: string[],
-): Promise<{ code: number; report: LoadReport; stderr: string }> {
-  const out = await runScript(LOAD, ["--json", "--quiet", ...args]);
-  let report: LoadReport;
-  try {
-    report = JSON.parse(out.stdout);
-  } catch {
-    throw new Error(
-      `No JSON from load.ts (exit ${out.code}): ${out.stdout} ${out.stderr}`,
-    );
-  }
-  return { code: out.code, report, stderr: out.stderr };
-}
-
-/**
- * A misbehaving server in this process: `handle` gets each connection and
- * its number; the server closes every connection when disposed.
- */
-function testServer(
-  handle: (conn: Deno.TcpConn, n: number) => Promise<void>,
-): { port: number } & AsyncDisposable {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const conns = new Set<Deno.TcpConn>();
-  const tasks: Promise<void>[] = [];
-  const accepting = (async () => {
-    let n = 0;
-    try {
-      for await (const conn of listener) {
-        conns.add(conn);
-        tasks.push(
-          handle(conn, n++).catch(() => {}).finally(() => {
-            conns.delete(conn);
-            try {
-              conn.close();
-            } catch {
-              // closed by the handler
-            }
-          }),
-        );
-      }
-    } catch {
-      // listener closed
-    }
-  })();
-  return {
-    port: (listener.addr as Deno.NetAddr).port,
-    async [Symbol.asyncDispose]() {
-      listener.close();
-      await accepting;
-      for (const conn of conns) {
-        try {
-          conn.close();
-        } catch {
-          // already closed
-        }
-      }
-      await Promise.all(tasks);
-    },
-  };
-}
-
-/** Echoes with a plain read/write loop; `tamper` may change each chunk. */
-async function echoLoop(
-  conn: Deno.TcpConn,
-  tamper?: (
-    buf: Uint8Array,
-    n: number,
-    offset: number,
-  ) => void | Promise<void>,
-): Promise<void> {
-  const buf = new Uint8Array(16 * 1024);
-  let offset = 0;
-  while (true) {
-    const n = await conn.read(buf);
-    if (n === null) return;
-    await tamper?.(buf, n, offset);
-    offset += n;
-    let done = 0;
-    while (done < n) done += await conn.write(buf.subarray(done, n));
-  }
-}
-
-/** Reads exactly `n` bytes. */
-async function readExactly(conn: Deno.TcpConn, n: number): Promise<Uint8Array> {
-  const buf = new Uint8Array(n);
-  let got = 0;
-  while (got < n) {
-    const r = await conn.read(buf.subarray(got));
-    if (r === null) throw new Error("EOF");
-    got += r;
-  }
-  return buf;
-}
+import {
+  echoLoop,
+  LOAD,
+  load,
+  readExactly,
+  REPORT_FIELDS,
+  testServer,
+} from "./_load_helpers.ts";
+import { LatencyHistogram } from "../tools/load.ts";
 
 const SERVERS = [
   { script: "bench/_loop_echo.ts", args: ["--port", "0"] },
@@ -504,25 +379,4 @@ Deno.test("load.ts --rate counts latency from when each message was due", async 
   assert.ok(report.latency.max >= 300, `max ${report.latency.max}`);
   // About 30 of about 100 messages were due during the stall.
   assert.ok(report.latency.p90 >= 100, `p90 ${report.latency.p90}`);
-});
-
-Deno.test("load.ts ends early on SIGINT and still reports", async () => {
-  await using server = testServer((conn) => echoLoop(conn));
-  await using proc = new Running(LOAD, [
-    "-p",
-    String(server.port),
-    "-c",
-    "2",
-    "-d",
-    "60",
-    "--json",
-  ]);
-  // The first progress line: traffic is running.
-  await proc.waitForStderr(/running/);
-  const out = await proc.stop("SIGINT");
-  assert.equal(out.code, 0, out.stderr);
-  const report = JSON.parse(out.stdout);
-  assert.ok(report.seconds < 60, `${report.seconds}`);
-  assert.ok(report.messages > 0);
-  assert.equal(report.ok, true);
 });

@@ -29,7 +29,7 @@ function conCloser(run: Run, flow: Flow, conn: Deno.Conn): () => void {
   return () => {
     if (flow.done) return;
     flow.done = true;
-    run.tally.connected--;
+    run.tally.closed(flow.active);
     try {
       conn.close();
     } catch {

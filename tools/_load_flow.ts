@@ -32,6 +32,13 @@ export const STREAM_READ = 64 * 1024;
 export class Tally extends ErrorSamples {
   /** Connections open now. */
   connected = 0;
+  /** Active connections (those that carry traffic) open now. */
+  active = 0;
+  /**
+   * Called when the last connection closes: the last active one, or the
+   * last of all when there are none (`-c 0 --idle N`).
+   */
+  onGone: () => void = () => {};
   /** Connections that came up at all. */
   everConnected = 0;
   connectFailures = 0;
@@ -45,6 +52,20 @@ export class Tally extends ErrorSamples {
   missingBytes = 0;
   extraBytes = 0;
 
+  /** Books a connection as up. */
+  opened(active: boolean): void {
+    this.connected++;
+    this.everConnected++;
+    if (active) this.active++;
+  }
+
+  /** Books a connection as closed; the last one calls `onGone`. */
+  closed(active: boolean): void {
+    this.connected--;
+    if (active) this.active--;
+    if ((active && this.active === 0) || this.connected === 0) this.onGone();
+  }
+
   get errorCount(): number {
     return this.connectFailures + this.resets + this.closedByServer +
       this.otherErrors + (this.mismatchedBytes > 0 ? 1 : 0) +
@@ -56,7 +77,11 @@ export class Tally extends ErrorSamples {
 export interface Run {
   readonly tally: Tally;
   readonly pattern: Pattern;
-  readonly histogram: LatencyHistogram;
+  /**
+   * Round trips of the current interval; the run takes it at each interval's
+   * end and puts a fresh one here.
+   */
+  histogram: LatencyHistogram;
   /** How the connections are carried (setNoDelay exists for tcp and tls). */
   readonly transport: ConnectEndpoint["transport"];
   readonly size: number;
@@ -82,6 +107,8 @@ export interface Run {
 export class Flow {
   /** Position of this connection; picks its first slot and its schedule. */
   readonly index: number;
+  /** Carries traffic (not an idle connection). */
+  readonly active: boolean;
   /** Receive buffer, 4 bytes longer than a read so reads can start aligned. */
   readonly recv: Uint8Array;
   /** `recv` as 32-bit words. */
@@ -117,6 +144,7 @@ export class Flow {
 
   constructor(run: Run, index: number, readLength: number) {
     this.index = index;
+    this.active = index < run.connections;
     this.readLength = readLength;
     const buffer = new ArrayBuffer(Math.ceil((readLength + 4) / 4) * 4);
     this.recv = new Uint8Array(buffer);
@@ -191,6 +219,9 @@ export function dueTime(run: Run, flow: Flow): number {
  * now complete. Bytes beyond what was sent are counted as extra.
  */
 export function consume(run: Run, flow: Flow, at: number, n: number): void {
+  // Bytes a read brought after the run gave up on the flow (the drain timed
+  // out and counted them missing) are neither checked nor extra.
+  if (flow.done) return;
   const { pattern, size, tally } = run;
   if (flow.received + n > flow.sent) {
     tally.extraBytes += flow.received + n - flow.sent;

@@ -126,7 +126,7 @@ export function driveNet(
     const finish = () => {
       if (flow.done) return;
       flow.done = true;
-      run.tally.connected--;
+      run.tally.closed(flow.active);
       if (timer !== undefined) clearTimeout(timer);
       run.stop.removeEventListener("abort", onStop);
       socket.destroy();
@@ -194,7 +194,7 @@ export function holdNet(
     const finish = () => {
       if (flow.done) return;
       flow.done = true;
-      run.tally.connected--;
+      run.tally.closed(flow.active);
       socket.destroy();
       resolve();
     };

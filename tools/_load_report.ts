@@ -20,6 +20,26 @@ import {
   summarize,
 } from "./_report.ts";
 
+/** One interval of a run's traffic, with its own figures (iperf3's intervals). */
+export interface LoadInterval {
+  /** Seconds since the traffic started, when the interval began. */
+  start: number;
+  /** Seconds since the traffic started, when it ended. */
+  end: number;
+  /** Messages echoed and checked in the interval. */
+  messages: number;
+  /** Messages per second in the interval, all connections together. */
+  messagesPerSecond: number;
+  /** Echoed megabytes (10^6 bytes) per second in the interval. */
+  megabytesPerSecond: number;
+  /** Round trips of the messages completed in the interval, ms. */
+  latency: { p50: number; p99: number; max: number };
+  /** Connections open at the interval's end. */
+  connected: number;
+  /** Errors counted in the interval (failed connects, resets, closes, wrong bytes). */
+  errors: number;
+}
+
 /** A snapshot of a run in progress. */
 export interface LoadProgress {
   /** `connecting`, `running` or `draining`. */
@@ -36,7 +56,20 @@ export interface LoadProgress {
   bytes: number;
   /** Failed connects, resets, closes by the server, and wrong bytes so far. */
   errors: number;
+  /** While running: the interval that just ended, with its own figures. */
+  interval?: LoadInterval;
 }
+
+/**
+ * How a run ended: it ran its `duration`; it was `interrupted` (its signal
+ * aborted, as by Ctrl-C); every connection was gone before the end
+ * (`disconnected`); or not one connection came up (`unconnected`).
+ */
+export type LoadEnd =
+  | "duration"
+  | "interrupted"
+  | "disconnected"
+  | "unconnected";
 
 /** What a run measured. Every field is always present. */
 export interface LoadReport {
@@ -81,9 +114,12 @@ export interface LoadReport {
   otherErrors: number;
   /** Seconds of traffic the rates are computed over. */
   seconds: number;
-  /** Messages echoed and checked during those seconds. */
+  /**
+   * Messages echoed and checked in the whole run, those in flight at the
+   * end of the timed seconds included (as many as latency samples).
+   */
   messages: number;
-  /** Messages per second, all connections together. */
+  /** Messages per second over the timed seconds, all connections together. */
   messagesPerSecond: number;
   /** Bytes written to the server in the whole run. */
   bytesSent: number;
@@ -101,8 +137,19 @@ export interface LoadReport {
   latency: LatencySummary;
   /** CPU this process used during the timed seconds. */
   cpu: CpuReport;
+  /** Each interval's own figures, in order. */
+  intervals: LoadInterval[];
   /** The first few distinct error messages, for a human. */
   errors: string[];
+  /** How the run ended. */
+  ended: LoadEnd;
+  /** The run was cut short by its signal (Ctrl-C): `ended` is `interrupted`. */
+  interrupted: boolean;
+  /**
+   * Why the run ended early or failed, in one line; empty when it ran its
+   * duration and is `ok`.
+   */
+  reason: string;
   /** True when every connection came up and every byte came back intact. */
   ok: boolean;
 }
@@ -148,7 +195,7 @@ export function formatReport(report: LoadReport): string {
       count(report.messagesPerSecond)
     } msg/s, ${report.megabytesPerSecond} MB/s echoed (${
       count(report.messages)
-    } messages)`,
+    } messages, those in flight at the end included)`,
     `latency ms: ${formatPercentiles(l)}  (mean ${l.mean}, ${
       count(l.samples)
     } samples)`,
@@ -160,20 +207,61 @@ export function formatReport(report: LoadReport): string {
     formatCpu(report.cpu),
   ];
   for (const e of report.errors) lines.push(`error: ${e}`);
-  lines.push(report.ok ? "result: ok" : "result: FAILED");
+  if (report.ended === "disconnected") lines.push(`ended: ${report.reason}`);
+  lines.push(
+    report.interrupted
+      ? `result: interrupted after ${report.seconds} s${
+        report.ok ? "" : ", FAILED"
+      }`
+      : report.ok
+      ? "result: ok"
+      : "result: FAILED",
+  );
   return lines.join("\n");
+}
+
+/** Renders an interval as one line of text, as iperf3 does. */
+export function formatInterval(i: LoadInterval, target: number): string {
+  const span = `[${i.start.toFixed(2).padStart(6)}-${
+    i.end.toFixed(2).padStart(6)
+  } s]`;
+  return `${span}  ${count(i.messagesPerSecond).padStart(9)} msg/s  ${
+    i.megabytesPerSecond.toFixed(2).padStart(8)
+  } MB/s  p50 ${i.latency.p50.toFixed(3)} ms  p99 ${
+    i.latency.p99.toFixed(3)
+  } ms  ${count(i.connected)}/${count(target)} up  ${count(i.errors)} errors`;
+}
+
+/**
+ * A progress snapshot as the parts of one status line, most important first
+ * (a narrow terminal shows the first ones): while running, the figures of
+ * the interval that just ended, never a running average.
+ */
+export function progressParts(p: LoadProgress): string[] {
+  const up = `${count(p.connected)}/${count(p.target)} up`;
+  const errors = `${count(p.errors)} errors`;
+  const i = p.interval;
+  if (p.phase !== "running" || i === undefined) {
+    return [
+      p.phase === "running"
+        ? `running ${(p.elapsed / 1000).toFixed(1)} s`
+        : p.phase,
+      up,
+      errors,
+    ];
+  }
+  return [
+    `running ${i.end.toFixed(1)} s: ${count(i.messagesPerSecond)} msg/s`,
+    `${i.megabytesPerSecond.toFixed(1)} MB/s`,
+    `p99 ${i.latency.p99.toFixed(3)} ms`,
+    up,
+    errors,
+  ];
 }
 
 /** Renders a progress snapshot as one line. */
 export function formatProgress(p: LoadProgress): string {
-  const secs = p.elapsed / 1000;
-  const rate = secs > 0 ? p.messages / secs : 0;
-  const mb = secs > 0 ? p.bytes / secs / 1e6 : 0;
-  return `${p.phase} ${secs.toFixed(1)} s: ${count(rate)} msg/s, ${
-    mb.toFixed(1)
-  } MB/s, ${count(p.connected)}/${
-    count(p.target)
-  } connections up, ${p.errors} errors`;
+  return progressParts(p).join(", ");
 }
 
 /** What {@linkcode buildReport} makes a report of: a run's settings and what it counted. */
@@ -202,12 +290,16 @@ export interface ReportInput {
   connectMs: number;
   /** Seconds of traffic, from the start until the stop. */
   seconds: number;
-  /** Messages echoed and checked by the stop. */
+  /** Messages echoed and checked by the stop: the rate is theirs. */
   messages: number;
   /** Bytes echoed and checked by the stop. */
   bytes: number;
   /** `process.cpuUsage()`'s difference over the traffic, µs. */
   cpu: { user: number; system: number };
+  /** Each interval's figures. */
+  intervals: LoadInterval[];
+  /** How the run ended. */
+  ended: LoadEnd;
 }
 
 /**
@@ -217,6 +309,7 @@ export interface ReportInput {
  */
 export function buildReport(input: ReportInput): LoadReport {
   const { tally, seconds, connectMs } = input;
+  const per = (n: number) => seconds > 0 ? n / seconds : 0;
   const report: LoadReport = {
     ...input.settings,
     connected: tally.everConnected,
@@ -230,22 +323,44 @@ export function buildReport(input: ReportInput): LoadReport {
     closedByServer: tally.closedByServer,
     otherErrors: tally.otherErrors,
     seconds: round(seconds, 3),
-    messages: input.messages,
-    messagesPerSecond: Math.round(input.messages / seconds),
+    messages: tally.messages,
+    messagesPerSecond: Math.round(per(input.messages)),
     bytesSent: tally.bytesSent,
     bytesEchoed: tally.bytesEchoed,
-    megabytesPerSecond: round(input.bytes / seconds / 1e6, 2),
+    megabytesPerSecond: round(per(input.bytes) / 1e6, 2),
     mismatchedBytes: tally.mismatchedBytes,
     missingBytes: tally.missingBytes,
     extraBytes: tally.extraBytes,
     latency: summarize(input.latency),
     cpu: cpuReport(input.cpu, seconds),
+    intervals: input.intervals,
     errors: [...tally.errors],
+    ended: input.ended,
+    interrupted: input.ended === "interrupted",
+    reason: "",
     ok: false,
   };
   report.ok = report.connectFailures === 0 && report.resets === 0 &&
     report.closedByServer === 0 && report.otherErrors === 0 &&
     report.mismatchedBytes === 0 && report.missingBytes === 0 &&
     report.extraBytes === 0;
+  report.reason = reasonOf(report);
   return report;
+}
+
+/** Why `report`'s run ended early or failed, in one line ("" if neither). */
+function reasonOf(report: LoadReport): string {
+  const first = report.errors[0];
+  switch (report.ended) {
+    case "unconnected":
+      return first ?? `cannot connect to ${report.target}`;
+    case "disconnected":
+      return `every connection is gone after ${report.seconds} s${
+        first === undefined ? "" : ` (${first})`
+      }`;
+    case "interrupted":
+      return `interrupted after ${report.seconds} s`;
+  }
+  if (report.ok) return "";
+  return first ?? "some bytes did not come back intact";
 }

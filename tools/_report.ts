@@ -31,17 +31,21 @@ export interface LatencySummary {
   max: number;
 }
 
-/** The percentiles of `h`, to 0.1 µs. */
+/**
+ * The percentiles of `h`, to the µs: the histogram holds a value to within
+ * 1/128 of itself, and a round trip through a kernel takes microseconds, so
+ * more digits would say nothing.
+ */
 export function summarize(h: LatencyHistogram): LatencySummary {
   return {
     samples: h.count,
-    min: round(h.min, 4),
-    mean: round(h.mean, 4),
-    p50: round(h.percentile(50), 4),
-    p90: round(h.percentile(90), 4),
-    p99: round(h.percentile(99), 4),
-    p999: round(h.percentile(99.9), 4),
-    max: round(h.max, 4),
+    min: round(h.min, 3),
+    mean: round(h.mean, 3),
+    p50: round(h.percentile(50), 3),
+    p90: round(h.percentile(90), 3),
+    p99: round(h.percentile(99), 3),
+    p999: round(h.percentile(99.9), 3),
+    max: round(h.max, 3),
   };
 }
 
@@ -83,7 +87,7 @@ export function cpuReport(
   return {
     userMs: Math.round(usage.user / 1000),
     systemMs: Math.round(usage.system / 1000),
-    percent: Math.round((cpuMs / (seconds * 1000)) * 100),
+    percent: seconds > 0 ? Math.round((cpuMs / (seconds * 1000)) * 100) : 0,
   };
 }
 

@@ -40,6 +40,7 @@ import process from "node:process";
 import {
   CliError,
   type CommandSpec,
+  EXIT_INTERRUPTED,
   MAX_TIMER_MS,
   parseCommandLine,
   parseHost,
@@ -60,8 +61,9 @@ import {
   TLS_LIMITS_HELP,
   type TlsClientOptions,
 } from "../_net.ts";
+import { StatusLine } from "../_status_line.ts";
 import { LatencyHistogram } from "./_histogram.ts";
-import type { CpuReport, LatencySummary } from "./_report.ts";
+import { type CpuReport, type LatencySummary, round } from "./_report.ts";
 import { Pattern } from "./_load_pattern.ts";
 import {
   describeConnectError,
@@ -78,10 +80,13 @@ import { connectNode, driveNet, holdNet } from "./_load_net.ts";
 import { driveConn, holdConn } from "./_load_deno.ts";
 import {
   buildReport,
-  formatProgress,
+  formatInterval,
   formatReport,
+  type LoadEnd,
+  type LoadInterval,
   type LoadProgress,
   type LoadReport,
+  progressParts,
 } from "./_load_report.ts";
 import {
   DEFAULT_UDP_RATE,
@@ -99,7 +104,14 @@ import {
 export { LatencyHistogram };
 export type { CpuReport, LatencySummary };
 export { formatReport };
-export type { LoadEngine, LoadMode, LoadProgress, LoadReport };
+export type {
+  LoadEnd,
+  LoadEngine,
+  LoadInterval,
+  LoadMode,
+  LoadProgress,
+  LoadReport,
+};
 export {
   DEFAULT_UDP_RATE,
   formatUdpReport,
@@ -163,10 +175,18 @@ export interface LoadOptions {
   connectTimeout?: number;
   /** After the run, how long outstanding echoes may take, in ms. Default 5000. */
   drainTimeout?: number;
-  /** Called with a snapshot every `progressInterval` ms while running. */
+  /**
+   * Milliseconds of one interval: the report's `intervals`, each with its
+   * own figures, and the progress snapshots. Default 1000.
+   */
+  interval?: number;
+  /** Called at each interval's end with its figures. */
+  onInterval?: (interval: LoadInterval) => void;
+  /**
+   * Called with a snapshot each interval: while connecting, and at each
+   * interval's end while running.
+   */
   onProgress?: (progress: LoadProgress) => void;
-  /** Milliseconds between progress snapshots. Default 1000. */
-  progressInterval?: number;
   /** Aborting it ends the traffic early; the report covers the time run. */
   signal?: AbortSignal;
 }
@@ -201,9 +221,10 @@ function validate(name: string, value: number, min: number, max: number) {
  * Drives an echo server with `connections` connections for `duration` ms and
  * checks every byte that comes back. Connections open first (at most `ramp`
  * connects in flight), then traffic starts on all at once, stops after the
- * duration, and each connection waits for its outstanding echo before it
- * closes. Never throws for what the server does: failures are counted in the
- * report.
+ * duration (or as soon as every connection is gone, or `signal` aborts), and
+ * each connection waits for its outstanding echo before it closes. Never
+ * throws for what the server does: failures are counted in the report, and
+ * a run where nothing connected is reported `ended: "unconnected"`.
  *
  * Requires `--allow-net` to the server's address (a Unix socket:
  * `--allow-net=unix:PATH --allow-read=PATH --allow-write=PATH`).
@@ -211,7 +232,6 @@ function validate(name: string, value: number, min: number, max: number) {
  * @param options What to run; only `port` (or `unix`) is required.
  * @returns The measured report.
  * @throws {RangeError} On an option out of range.
- * @throws {CliError} When not one connection could be opened.
  *
  * @example
  * ```ts ignore
@@ -238,6 +258,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     : size;
   const connectTimeout = options.connectTimeout ?? 5_000;
   const drainTimeout = options.drainTimeout ?? 5_000;
+  const intervalMs = options.interval ?? 1_000;
   const endpoint = endpointOf(options);
   validate("connections", connections, 0, 1_000_000);
   validate("idle", idle, 0, 1_000_000);
@@ -261,6 +282,11 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   if (!(duration > 0) || !(rate >= 0) || !Number.isFinite(rate)) {
     throw new RangeError(
       `Cannot use duration "${duration}" and rate "${rate}": expected a duration above 0 and a rate of 0 or more`,
+    );
+  }
+  if (!(intervalMs > 0) || !Number.isFinite(intervalMs)) {
+    throw new RangeError(
+      `Cannot use interval "${intervalMs}": expected a number of ms above 0`,
     );
   }
   if (!(connectRate >= 0) || !Number.isFinite(connectRate)) {
@@ -287,22 +313,32 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     started,
     startedAt: 0,
   };
-  const onAbort = () => stopper.abort();
+  let ended: LoadEnd = "duration";
+  const onAbort = () => {
+    if (ended === "duration") ended = "interrupted";
+    stopper.abort();
+  };
+  if (options.signal?.aborted) onAbort();
   options.signal?.addEventListener("abort", onAbort, { once: true });
 
   let phase: LoadProgress["phase"] = "connecting";
   const progress = options.onProgress;
+  const snapshot = (interval?: LoadInterval): LoadProgress => ({
+    phase,
+    elapsed: run.startedAt > 0 ? performance.now() - run.startedAt : 0,
+    connected: tally.connected,
+    target: connections + idle,
+    messages: tally.messages,
+    bytes: tally.bytesEchoed,
+    errors: tally.errorCount,
+    ...(interval === undefined ? {} : { interval }),
+  });
+  // While connecting, a snapshot an interval; while running, one at each
+  // interval's end, with its figures.
   const ticker = progress
-    ? setInterval(() =>
-      progress({
-        phase,
-        elapsed: run.startedAt > 0 ? performance.now() - run.startedAt : 0,
-        connected: tally.connected,
-        target: connections + idle,
-        messages: tally.messages,
-        bytes: tally.bytesEchoed,
-        errors: tally.errorCount,
-      }), options.progressInterval ?? 1_000)
+    ? setInterval(() => {
+      if (phase === "connecting") progress(snapshot());
+    }, intervalMs)
     : undefined;
 
   const flows: Flow[] = [];
@@ -358,9 +394,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
           ? await connectNode(endpoint, connectTimeout)
           : await connect(endpoint, { timeout: connectTimeout });
         connectHistogram.record(performance.now() - start);
+        tally.opened(i < connections);
         adopt(i, conn);
-        tally.connected++;
-        tally.everConnected++;
       } catch (error) {
         tally.connectFailures++;
         tally.note(
@@ -371,34 +406,97 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
       }
     }
   }
+  // The run's latencies: each interval's histogram is merged in as it ends.
+  const latency = new LatencyHistogram();
+  const intervals: LoadInterval[] = [];
   try {
     await Promise.all(
       Array.from({ length: Math.min(ramp, connections + idle) }, connector),
     );
     const connectMs = performance.now() - rampStart;
-    if (tally.everConnected === 0) {
-      throw new CliError(
-        tally.errors[0] ?? `cannot connect to ${target}`,
-      );
+    if (tally.everConnected === 0 && ended === "duration") {
+      ended = "unconnected";
     }
+    // Every connection may be gone by now, or go while the traffic runs:
+    // then the run ends at once.
+    const gone = () =>
+      connections > 0 ? tally.active === 0 : tally.connected === 0;
+    tally.onGone = () => {
+      if (phase === "running" && ended === "duration") {
+        ended = "disconnected";
+        stopper.abort();
+      }
+    };
+    if (ended === "duration" && gone()) ended = "disconnected";
+    if (ended !== "duration") stopper.abort();
 
     phase = "running";
     const cpuStart = process.cpuUsage();
     run.startedAt = performance.now();
-    const timer = setTimeout(() => stopper.abort(), duration);
     for (const flow of flows) {
       // Spread the open-loop schedules over one interval, not all at once.
       flow.due = run.startedAt + run.interval * (flow.index / connections);
     }
     begin();
-    await new Promise<void>((resolve) => {
-      if (stopper.signal.aborted) resolve();
-      else {stopper.signal.addEventListener("abort", () => resolve(), {
-          once: true,
-        });}
-    });
-    clearTimeout(timer);
-    const stoppedAt = performance.now();
+    // One clock for the intervals and the end of the run: each interval
+    // ends on its boundary, the last at the duration (or at once, when the
+    // run is stopped early), so the run ends at its duration, not up to an
+    // interval later.
+    const end = run.startedAt + duration;
+    let from = run.startedAt;
+    let before = { messages: 0, bytes: 0, errors: tally.errorCount };
+    let stoppedAt = run.startedAt;
+    for (;;) {
+      const boundary = Math.min(
+        run.startedAt + (intervals.length + 1) * intervalMs,
+        end,
+      );
+      for (let wait = boundary - performance.now(); wait > 0;) {
+        await sleep(Math.min(wait, MAX_TIMER_MS), stopper.signal);
+        if (stopper.signal.aborted) break;
+        wait = boundary - performance.now();
+      }
+      stoppedAt = performance.now();
+      // Labelled by its boundary when it reached it (a timer fires a few ms
+      // late); its rates are over the time it really took.
+      const label = stopper.signal.aborted ? stoppedAt : boundary;
+      const h = run.histogram;
+      run.histogram = new LatencyHistogram();
+      latency.merge(h);
+      const secs = (stoppedAt - from) / 1000;
+      const per = (n: number) => secs > 0 ? n / secs : 0;
+      const messages = tally.messages - before.messages;
+      const interval: LoadInterval = {
+        start: intervals.at(-1)?.end ?? 0,
+        end: round((Math.max(label, from) - run.startedAt) / 1000, 3),
+        messages,
+        messagesPerSecond: Math.round(per(messages)),
+        megabytesPerSecond: round(
+          per(tally.bytesEchoed - before.bytes) / 1e6,
+          3,
+        ),
+        latency: {
+          p50: round(h.percentile(50), 3),
+          p99: round(h.percentile(99), 3),
+          max: round(h.max, 3),
+        },
+        connected: tally.connected,
+        errors: tally.errorCount - before.errors,
+      };
+      from = stoppedAt;
+      before = {
+        messages: tally.messages,
+        bytes: tally.bytesEchoed,
+        errors: tally.errorCount,
+      };
+      if (ended !== "unconnected") {
+        intervals.push(interval);
+        options.onInterval?.(interval);
+        progress?.(snapshot(interval));
+      }
+      if (stopper.signal.aborted || boundary >= end) break;
+    }
+    stopper.abort();
     const cpu = process.cpuUsage(cpuStart);
     const messagesAtStop = tally.messages;
     const bytesAtStop = tally.bytesEchoed;
@@ -421,6 +519,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     for (const flow of idlers) flow.close();
     await Promise.all(holding);
     tally.connected = 0;
+    latency.merge(run.histogram);
 
     return buildReport({
       settings: {
@@ -436,13 +535,15 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
         connectRate,
       },
       tally,
-      latency: run.histogram,
+      latency,
       connect: connectHistogram,
       connectMs,
-      seconds: (stoppedAt - run.startedAt) / 1000,
+      seconds: ended === "unconnected" ? 0 : (stoppedAt - run.startedAt) / 1000,
       messages: messagesAtStop,
       bytes: bytesAtStop,
       cpu,
+      intervals,
+      ended,
     });
   } finally {
     if (ticker !== undefined) clearInterval(ticker);
@@ -561,7 +662,19 @@ const SPEC: CommandSpec = {
     },
     json: {
       type: "boolean",
-      description: "Print the report as one JSON object.",
+      description:
+        "Print the report as one JSON object (with every interval's figures).",
+    },
+    interval: {
+      type: "string",
+      arg: "SECONDS",
+      description:
+        "Print each interval's own msg/s, MB/s, p50, p99, connections up and errors, as iperf3 does (default interval 1 s, at least 0.1).",
+    },
+    "json-stream": {
+      type: "boolean",
+      description:
+        'One JSON object a line on stdout: {"event":"interval","data":...} per interval, then {"event":"end","data":REPORT}.',
     },
     quiet: {
       type: "boolean",
@@ -713,9 +826,7 @@ async function udpMain(
     }
   }
   const quiet = v.quiet === true;
-  const live = !quiet && Deno.stderr.isTerminal();
-  const encoder = new TextEncoder();
-  let shown = false;
+  using status = new StatusLine();
   using shutdown = shutdownSignal();
   let report: UdpLoadReport;
   try {
@@ -730,24 +841,17 @@ async function udpMain(
       lossTimeout,
       maxLoss,
       signal: shutdown.signal,
-      progressInterval: live ? 250 : 1_000,
-      onProgress: quiet ? undefined : (p) => {
-        if (live) {
-          Deno.stderr.writeSync(
-            encoder.encode(`\r\x1b[K${formatUdpProgress(p)}`),
-          );
-          shown = true;
-        } else {
-          console.error(formatUdpProgress(p));
-        }
-      },
+      progressInterval: status.live ? 250 : 1_000,
+      onProgress: quiet
+        ? undefined
+        : (p) => status.show(formatUdpProgress(p).split(", ")),
     });
   } catch (error) {
     // A name that does not resolve: a runtime failure, not a usage one.
     if (error instanceof RangeError) throw new CliError(error.message);
     throw error;
   }
-  if (shown) Deno.stderr.writeSync(encoder.encode("\r\x1b[K"));
+  status.clear();
   console.log(
     v.json === true ? JSON.stringify(report) : formatUdpReport(report),
   );
@@ -835,14 +939,11 @@ export async function main(args: string[]): Promise<number> {
     "--connect-timeout",
   );
   const drainTimeout = parseSeconds(v["drain-timeout"], "--drain-timeout");
+  const { interval, print } = parseReporting(v);
   // Last: it reads the certificate files, a failure that is not a usage
   // mistake.
   const endpoint = await parseClientEndpoint(v);
-  const json = v.json === true;
-  const quiet = v.quiet === true;
-  const live = !quiet && Deno.stderr.isTerminal();
-  const encoder = new TextEncoder();
-  let shown = false;
+  using status = new StatusLine();
   using shutdown = shutdownSignal();
   const report = await runLoad({
     ...(endpoint.transport === "unix" ? { unix: endpoint.path } : {
@@ -863,19 +964,91 @@ export async function main(args: string[]): Promise<number> {
     connectTimeout,
     drainTimeout,
     signal: shutdown.signal,
-    progressInterval: live ? 250 : 1_000,
-    onProgress: quiet ? undefined : (p) => {
-      if (live) {
-        Deno.stderr.writeSync(encoder.encode(`\r\x1b[K${formatProgress(p)}`));
-        shown = true;
-      } else {
-        console.error(formatProgress(p));
-      }
+    interval,
+    onInterval: print.intervals === "none" ? undefined : (i) => {
+      status.clear();
+      console.log(
+        print.intervals === "json"
+          ? JSON.stringify({ event: "interval", data: i })
+          : formatInterval(i, connections + idle),
+      );
     },
+    onProgress: print.progress
+      ? (p) => status.show(progressParts(p))
+      : undefined,
   });
-  if (shown) Deno.stderr.writeSync(encoder.encode("\r\x1b[K"));
-  console.log(json ? JSON.stringify(report) : formatReport(report));
-  return report.ok || v["allow-errors"] === true ? 0 : 1;
+  status.clear();
+  return finish(report, print, v["allow-errors"] === true);
+}
+
+/** What the command line prints while a run goes and at its end. */
+interface Printing {
+  /** Intervals on stdout as they end: text lines, JSON lines, or none. */
+  intervals: "text" | "json" | "none";
+  /** The status line on stderr. */
+  progress: boolean;
+  /** The final report: text, one JSON object, or a JSON line `{event: "end"}`. */
+  report: "text" | "json" | "json-stream";
+}
+
+/**
+ * Reads `--interval`, `--json`, `--json-stream` and `--quiet`: the interval
+ * in ms (default 1 s) and what is printed. Text intervals replace the status
+ * line; JSON ones (on stdout, for a program) leave it to the human on stderr.
+ *
+ * @throws {UsageError} On an interval below 0.1 s, or --json with --json-stream.
+ */
+function parseReporting(
+  v: Record<string, string | boolean | (string | boolean)[] | undefined>,
+): { interval: number; print: Printing } {
+  const json = v.json === true;
+  const stream = v["json-stream"] === true;
+  if (json && stream) {
+    throw new UsageError(
+      "--json and --json-stream do not combine: --json-stream ends with the report as its last line",
+    );
+  }
+  const given = v.interval !== undefined;
+  const interval = given ? parseSeconds(v.interval, "--interval") : 1_000;
+  if (interval < 100) {
+    throw new UsageError(
+      `Cannot parse --interval "${v.interval}": expected at least 0.1 seconds`,
+    );
+  }
+  const intervals = stream ? "json" : given && !json ? "text" : "none";
+  return {
+    interval,
+    print: {
+      intervals,
+      progress: v.quiet !== true && intervals !== "text",
+      report: stream ? "json-stream" : json ? "json" : "text",
+    },
+  };
+}
+
+/**
+ * Prints `report` as `print` says and returns the exit code: 130 when it
+ * was interrupted; 1 when nothing connected (in text, as a one-line error),
+ * or it failed without `--allow-errors`; 0 otherwise.
+ *
+ * @throws {CliError} In text, when nothing connected.
+ */
+function finish(
+  report: LoadReport,
+  print: Printing,
+  allowErrors: boolean,
+): number {
+  if (report.ended === "unconnected" && print.report === "text") {
+    throw new CliError(report.reason);
+  }
+  console.log(
+    print.report === "text" ? formatReport(report) : JSON.stringify(
+      print.report === "json" ? report : { event: "end", data: report },
+    ),
+  );
+  if (report.interrupted) return EXIT_INTERRUPTED;
+  if (report.ended === "unconnected") return 1;
+  return report.ok || allowErrors ? 0 : 1;
 }
 
 if (import.meta.main) runMain(main);
