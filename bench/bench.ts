@@ -67,6 +67,7 @@ import {
   tableRows,
   textTable,
 } from "./_report.ts";
+import { proxyReport, runProxyCases } from "./_proxy_cases.ts";
 import { benchServers, type ServerSpec } from "./_servers.ts";
 import { ROOT, type Started, startServer } from "./_start.ts";
 
@@ -498,6 +499,18 @@ export async function main(args: string[]): Promise<number> {
   } finally {
     if (socketDir !== undefined) await sh('rm -rf -- "$1"', socketDir);
   }
+  // The relays' cases (tools/proxy.ts beside HAProxy, socat, a plain relay).
+  const relays = transports.has("tcp") && settings.only === undefined && hasGcc
+    ? proxyReport(
+      await runProxyCases({
+        out,
+        seconds,
+        repeat,
+        build,
+        ...(pin ? { cpus: { relay: serverCpu!, load: loadCpu! } } : {}),
+      }),
+    )
+    : undefined;
   const results: Results = new Map();
   for (const { spec, cases } of runnable) {
     const cells = new Map<string, Cell>();
@@ -540,6 +553,7 @@ export async function main(args: string[]): Promise<number> {
       `- ${name}: ${servers.find((s) => s.name === name)!.about}`
     ),
     ...(notes.length ? ["", "Notes:", ...notes.map((n) => `- ${n}`)] : []),
+    ...(relays?.markdown ?? []),
     "",
   ].join("\n");
   await Deno.writeTextFile(`${out}/bench.md`, md);
@@ -551,6 +565,7 @@ export async function main(args: string[]): Promise<number> {
     if (spec.heading) console.log(`${i > 0 ? "\n" : ""}${spec.heading}`);
     console.log(textTable(rows));
   });
+  if (relays?.text) console.log(relays.text);
   for (const n of notes) console.log(`note: ${n}`);
   console.log(
     `wrote ${out}/bench.md and ${out}/bench.svg in ${
