@@ -488,9 +488,9 @@ export class Selector<T = unknown> implements Disposable {
 // ---------------------------------------------------------------------------
 
 /** Default smallest per-connection buffer: the notes' `kBufferSize`. */
-export const DEFAULT_BUFFER_SIZE = DEFAULT_MIN_BUFFER;
+export const DEFAULT_BUFFER_SIZE: number = DEFAULT_MIN_BUFFER;
 /** Default largest per-connection buffer (see {@linkcode DEFAULT_MAX_BUFFER}). */
-export const DEFAULT_MAX_BUFFER_SIZE = DEFAULT_MAX_BUFFER;
+export const DEFAULT_MAX_BUFFER_SIZE: number = DEFAULT_MAX_BUFFER;
 /** Largest `--buffer` accepted. */
 const MAX_BUFFER_SIZE = 64 * 1024 * 1024;
 /** The buffer draining connections read into, after their FIN, to drop. */
