@@ -12,6 +12,7 @@
  */
 
 import { formatInt } from "../_format.ts";
+import type { Target } from "./_start.ts";
 
 /** The certificates of the TLS cases (RSA-2048, as docs/ measured). */
 export const TLS_DIR = "tests/fixtures/tls";
@@ -70,8 +71,8 @@ export interface ColumnSpec {
   last?: boolean;
 }
 
-/** The tables of the report, in order. */
-export type TableKey = "tcp" | "transports" | "udp";
+/** The key of a table of the report (an entry of {@linkcode TABLES}). */
+export type TableKey = string;
 
 /** One cell of the matrix: a case every server that can runs. */
 export interface CaseSpec {
@@ -100,6 +101,13 @@ export interface CaseSpec {
   columns: ColumnSpec[];
   /** Drawn in the chart, as a ratio to the loop; default: all but RSS. */
   chart?: boolean;
+  /**
+   * A process started between the load and the server for this case (a
+   * proxy), on the server's core: its command (as `ServerSpec.command`
+   * gives one) for the server's address. It prints `listening on`, and the
+   * load goes there; the CPU column stays the server's.
+   */
+  relay?: (upstream: Target) => string[];
 }
 
 /** What the tables' prose may name of the run. */

@@ -307,11 +307,15 @@ async function runUdpLoadProcess(
   };
 }
 
-/** Runs case `c` against started server `s`. */
+/**
+ * Runs case `c` against started server `s`, its load sent to `target` (a
+ * relay in front of it) if given, else to the server.
+ */
 export async function measure(
   c: CaseSpec,
   s: Started,
   run: Runner,
+  target: Target = s.target,
 ): Promise<Cell> {
   if (c.rss) {
     const { kb, report } = await measureRss(s, c.rss, run);
@@ -321,22 +325,22 @@ export async function measure(
   let seconds: number;
   let cell: Cell;
   if (c.udp) {
-    if ("path" in s.target) throw new Error("UDP needs a port");
+    if ("path" in target) throw new Error("UDP needs a port");
     const udp = c.udp.client === "c"
-      ? await runUdpClient(run, s.target.port, c.udp.rate)
-      : await runUdpLoadProcess(run, s.target.port, c.udp.rate);
+      ? await runUdpClient(run, target.port, c.udp.rate)
+      : await runUdpLoadProcess(run, target.port, c.udp.rate);
     seconds = udp.seconds;
     cell = { udp: udp.figures };
   } else if (c.handshake) {
     if (typeof run.handshake === "string") return { error: run.handshake };
-    if ("path" in s.target) throw new Error("handshakes need a TCP port");
-    const handshake = await runHandshakes(run.handshake, s.target.port, run);
+    if ("path" in target) throw new Error("handshakes need a TCP port");
+    const handshake = await runHandshakes(run.handshake, target.port, run);
     seconds = handshake.seconds;
     cell = { handshake };
   } else {
     const report = await runLoadProcess(
       c.args,
-      s.target,
+      target,
       c.transport ?? "tcp",
       run,
     );

@@ -296,8 +296,12 @@ async function runRounds(
           continue;
         }
         let cell: Cell;
+        let relay: Started | undefined;
         try {
-          cell = await measure(c, s, run);
+          if (c.relay) {
+            relay = await startServer(c.relay(s.target), serverCpu, run.nofile);
+          }
+          cell = await measure(c, s, run, relay?.target);
           const errors = cellErrors(cell);
           if (errors) notes.push(`${spec.name}, ${c.title}${tag}: ${errors}`);
           if (cell.error) throw new Error(cell.error);
@@ -312,6 +316,7 @@ async function runRounds(
           notes.push(`${spec.name}, ${c.title}${tag}: ${msg}`);
           failures++;
         } finally {
+          await relay?.stop();
           await s.stop();
         }
         cellsOf.get(c.key)!.push(cell);
