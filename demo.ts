@@ -35,8 +35,9 @@ function section(title: string): void {
 const FIXTURES = new URL("./tests/fixtures/tls/", import.meta.url);
 
 /**
- * The notes' conversation: Test Server and Test Client; with `tls`, over
- * TLS, the client trusting `caCert`.
+ * The notes' conversation: Test Server and Test Client. With `tls`, over
+ * TLS: the server presents `tls.server`'s certificate and key, and the
+ * client trusts the CA in `tls.caCert` (PEM text).
  */
 async function conversation(
   tls?: { server: TlsServerOptions; caCert: string },
