@@ -24,9 +24,9 @@ import {
 
 /**
  * The read buffer each connection holds while it is open: small, because a
- * connection that is only waiting must not pin a large buffer (FINDINGS:
- * RSS grows with the buffer a pending read holds). Pooled large buffers are
- * for peers that send more.
+ * connection that is only waiting must not pin a large buffer (RSS grows
+ * with the buffer a pending read holds: docs/performance.md, "Measured
+ * earlier"). Pooled large buffers are for peers that send more.
  */
 const PROBE_SIZE = 128;
 /** Probes carved from one slab: one backing store for this many connections. */

@@ -278,10 +278,10 @@ export interface DrainReport {
  * that each stream their own endless pattern while reading the echo, sends
  * SIGTERM once the clients together have had `warmup` bytes back (by
  * default 64 KiB a connection: waiting for every client would wait for the
- * few the server serves late, FINDINGS), and lets each client go on
- * sending until it sees the server's EOF, then close. Every echoed byte is
- * checked against the pattern as it arrives, so the echo before EOF is a
- * prefix of what that client sent or a problem is logged. Before the stop
+ * few the server serves late, docs/runtime_settings.md), and lets each
+ * client go on sending until it sees the server's EOF, then close. Every
+ * echoed byte is checked against the pattern as it arrives, so the echo
+ * before EOF is a prefix of what that client sent or a problem is logged. Before the stop
  * a client keeps at most `window` bytes unechoed, to bound the load; after
  * it, it sends without waiting, as a client that does not know of the stop
  * would. Requires `--allow-run` and `--allow-net=127.0.0.1`.
