@@ -56,6 +56,19 @@ export function wrapCommand(
   return ["sh", "-c", `${ulimit} exec "$@"`, "sh", ...pinned];
 }
 
+/** The command `argv` as `options` say, no input, its output piped. */
+function command(argv: readonly string[], options: ChildOptions): Deno.Command {
+  const [cmd, ...args] = wrapCommand(argv, options);
+  return new Deno.Command(cmd!, {
+    args,
+    ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+    env: { NO_COLOR: "1", ...options.env },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  });
+}
+
 /** A command running in the background, its stdout read line by line. */
 export class Child implements AsyncDisposable {
   /** The subprocess. */
@@ -70,15 +83,7 @@ export class Child implements AsyncDisposable {
 
   /** Starts `argv` (command first) as `options` say. */
   constructor(argv: readonly string[], options: ChildOptions = {}) {
-    const [cmd, ...args] = wrapCommand(argv, options);
-    this.child = new Deno.Command(cmd!, {
-      args,
-      ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
-      env: { NO_COLOR: "1", ...options.env },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
+    this.child = command(argv, options).spawn();
     this.#stdout = this.child.stdout
       .pipeThrough(new TextDecoderStream())
       .pipeThrough(lineSplitter())[Symbol.asyncIterator]();
@@ -213,15 +218,7 @@ export async function runJson<T>(
   argv: readonly string[],
   options: ChildOptions & { name: string },
 ): Promise<T> {
-  const [cmd, ...args] = wrapCommand(argv, options);
-  const out = await new Deno.Command(cmd!, {
-    args,
-    ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
-    env: { NO_COLOR: "1", ...options.env },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
+  const out = await command(argv, options).output();
   const text = new TextDecoder().decode(out.stdout).trim();
   if (!text.startsWith("{")) {
     const err = new TextDecoder().decode(out.stderr).trim().split("\n")[0];

@@ -10,6 +10,7 @@ import { Buffer } from "node:buffer";
 import { fileURLToPath } from "node:url";
 import { writeAll } from "../_net.ts";
 import { Child, type Output } from "../_process.ts";
+import { xorshift32 } from "../_random.ts";
 
 /** The project root, as a path. */
 export const ROOT: string = fileURLToPath(new URL("../", import.meta.url));
@@ -216,18 +217,11 @@ export async function waitUntil(
   }
 }
 
-/** Deterministic pseudo-random numbers (xorshift32), so a failure replays. */
-export function pseudoRandom(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-}
+/**
+ * Deterministic pseudo-random numbers (xorshift32), so a failure replays:
+ * the project's one generator, `_random.ts`.
+ */
+export const pseudoRandom: (seed: number) => () => number = xorshift32;
 
 /** `length` bytes from `next` (see {@linkcode pseudoRandom}). */
 export function randomBytes(length: number, next: () => number): Uint8Array {

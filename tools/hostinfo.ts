@@ -23,6 +23,7 @@ import {
   runMain,
   UsageError,
 } from "../_cli.ts";
+import { alignColumns } from "../_format.ts";
 import { bareHost } from "../_net.ts";
 
 /** One address of a network interface. */
@@ -204,15 +205,7 @@ export function formatHostInfo(info: HostInfo): string {
     i.cidr,
     i.loopback ? "loopback" : "",
   ]);
-  const widths = [0, 1, 2].map((c) =>
-    Math.max(...rows.map((r) => r[c]?.length ?? 0))
-  );
-  for (const r of rows) {
-    lines.push(
-      `  ${r.map((cell, c) => cell.padEnd(widths[c] ?? 0)).join("  ")}`
-        .trimEnd(),
-    );
-  }
+  for (const line of alignColumns(rows)) lines.push(`  ${line}`.trimEnd());
   return lines.join("\n");
 }
 
