@@ -141,6 +141,7 @@ export {
   runLoad,
   runUdpLoad,
   UDP_HEADER,
+  type UdpLoadInterval,
   type UdpLoadOptions,
   type UdpLoadProgress,
   type UdpLoadReport,

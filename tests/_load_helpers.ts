@@ -147,3 +147,17 @@ export async function readExactly(
   }
   return buf;
 }
+
+/** Every number in `value` with more decimals than `digits`. */
+export function overPrecise(value: unknown, digits: number, at = ""): string[] {
+  if (typeof value === "number") {
+    const decimals = String(value).split(".")[1] ?? "";
+    return decimals.length > digits ? [`${at}=${value}`] : [];
+  }
+  if (value !== null && typeof value === "object") {
+    return Object.entries(value).flatMap(([k, v]) =>
+      overPrecise(v, digits, `${at}.${k}`)
+    );
+  }
+  return [];
+}

@@ -10,7 +10,13 @@
 
 import assert from "node:assert/strict";
 import { ROOT, Running, runScript, SCRIPT_PERMISSIONS } from "./_helpers.ts";
-import { echoLoop, LOAD, load, testServer } from "./_load_helpers.ts";
+import {
+  echoLoop,
+  LOAD,
+  load,
+  overPrecise,
+  testServer,
+} from "./_load_helpers.ts";
 
 /** Progress lines of stderr that report a running interval. */
 function runningLines(stderr: string): string[] {
@@ -208,20 +214,6 @@ Deno.test("load.ts's live line fits a 50-column terminal and is cleared in place
     assert.equal(update.includes("\n"), false, JSON.stringify(update));
   }
 });
-
-/** Every number in `value` with more decimals than `digits`. */
-function overPrecise(value: unknown, digits: number, at = ""): string[] {
-  if (typeof value === "number") {
-    const decimals = String(value).split(".")[1] ?? "";
-    return decimals.length > digits ? [`${at}=${value}`] : [];
-  }
-  if (value !== null && typeof value === "object") {
-    return Object.entries(value).flatMap(([k, v]) =>
-      overPrecise(v, digits, `${at}.${k}`)
-    );
-  }
-  return [];
-}
 
 Deno.test("load.ts --json rounds its numbers: latencies to the µs", async () => {
   await using server = testServer((conn) => echoLoop(conn));

@@ -10,6 +10,7 @@
 
 import assert from "node:assert/strict";
 import { Running, runScript } from "./_helpers.ts";
+import { overPrecise } from "./_load_helpers.ts";
 import type { UdpLoadReport } from "../tools/load.ts";
 
 const LOAD = "tools/load.ts";
@@ -370,7 +371,7 @@ Deno.test("load.ts --udp --rate 0 floods, says so, and tracks every datagram", a
   assert.match(text.stdout, /^datagrams: 100 sent, /m);
 });
 
-Deno.test("load.ts --udp ends early on SIGINT and still reports", async () => {
+Deno.test("load.ts --udp ends early on SIGINT, reports `interrupted` and exits 130", async () => {
   await using echo = faultyEcho(() => "echo");
   await using proc = new Running(LOAD, [
     "--udp",
@@ -384,8 +385,9 @@ Deno.test("load.ts --udp ends early on SIGINT and still reports", async () => {
   ]);
   await proc.waitForStderr(/running/);
   const out = await proc.stop("SIGINT");
-  assert.equal(out.code, 0, out.stderr);
+  assert.equal(out.code, 130, out.stderr);
   const report: UdpLoadReport = JSON.parse(out.stdout);
+  assert.equal(report.interrupted, true);
   assert.ok(report.seconds < 60, `${report.seconds}`);
   assert.ok(report.received > 0);
   assert.equal(report.received + report.lost, report.sent);
@@ -555,4 +557,80 @@ Deno.test({
     Deno.kill(-socat.pid, "SIGTERM");
     await socat.status;
   }
+});
+
+Deno.test("load.ts --udp progress gives each interval's own rates, not a running average", async () => {
+  let stalled = false;
+  await using echo = faultyEcho(() => stalled ? "drop" : "echo");
+  await using proc = new Running(LOAD, [
+    "--udp",
+    "-p",
+    String(echo.port),
+    "-c",
+    "2",
+    "-d",
+    "3.5",
+    "--loss-timeout",
+    "0.2",
+  ]);
+  await proc.waitForStderr(/^running .* [1-9][\d,]* back\/s/);
+  stalled = true;
+  const out = await proc.wait();
+  const lines = out.stderr.split("\n").filter((l) => l.startsWith("running"));
+  assert.match(lines.at(-1) ?? "", / 0 back\/s/, out.stderr);
+});
+
+Deno.test("load.ts --udp --interval prints each interval's figures; --json-stream one object a line", async () => {
+  await using echo = faultyEcho(() => "echo");
+  const text = await runScript(LOAD, [
+    "--udp",
+    "-p",
+    String(echo.port),
+    "-c",
+    "2",
+    "-d",
+    "1.2",
+    "--interval",
+    "0.4",
+  ]);
+  assert.equal(text.code, 0, text.stderr);
+  const lines = text.stdout.split("\n").filter((l) =>
+    /^\[ *[\d.]+- *[\d.]+ s\]/.test(l)
+  );
+  assert.equal(lines.length, 3, text.stdout);
+  for (const l of lines) {
+    assert.match(
+      l,
+      /[\d,]+ sent\/s .*[\d,]+ back\/s .*p50 [\d.]+ .*p99 [\d.]+ .* 0 errors/,
+    );
+  }
+  const stream = await runScript(LOAD, [
+    "--udp",
+    "-p",
+    String(echo.port),
+    "-c",
+    "2",
+    "-d",
+    "1.2",
+    "--interval",
+    "0.4",
+    "--json-stream",
+  ]);
+  assert.equal(stream.code, 0, stream.stderr);
+  const events = stream.stdout.trim().split("\n").map((l) => JSON.parse(l));
+  assert.deepEqual(events.map((e) => e.event), [
+    "interval",
+    "interval",
+    "interval",
+    "end",
+  ]);
+  let sent = 0;
+  for (const e of events.slice(0, 3)) {
+    assert.ok(e.data.sent > 0 && e.data.received > 0);
+    sent += e.data.sent;
+  }
+  const report = events[3].data;
+  assert.equal(report.intervals.length, 3);
+  assert.equal(sent, report.sent);
+  assert.deepEqual(overPrecise(report, 3), []);
 });

@@ -6,6 +6,8 @@
  * @module
  */
 
+import { fillXorshift32 } from "../_random.ts";
+
 /** Most memory the shared byte pattern may take. */
 const PATTERN_BUDGET = 64 * 1024 * 1024;
 
@@ -40,14 +42,8 @@ export class Pattern {
     );
     this.bytes = new Uint8Array(this.slots * this.stride);
     this.words = new Int32Array(this.bytes.buffer);
-    // xorshift32 with a fixed seed: reproducible, and no two slots alike.
-    let x = 0x9e3779b9 | 0;
-    for (let i = 0; i < this.words.length; i++) {
-      x ^= x << 13;
-      x ^= x >>> 17;
-      x ^= x << 5;
-      this.words[i] = x;
-    }
+    // A fixed seed: reproducible, and no two slots alike.
+    fillXorshift32(this.words, 0x9e3779b9);
     this.views = [];
     for (let s = 0; s < this.slots; s++) {
       this.views.push(

@@ -8,6 +8,7 @@
  */
 
 import type { LatencyHistogram } from "./_histogram.ts";
+import { formatSpan } from "./_load_interval.ts";
 import type { LoadEngine, LoadMode, Tally } from "./_load_flow.ts";
 import {
   count,
@@ -222,10 +223,7 @@ export function formatReport(report: LoadReport): string {
 
 /** Renders an interval as one line of text, as iperf3 does. */
 export function formatInterval(i: LoadInterval, target: number): string {
-  const span = `[${i.start.toFixed(2).padStart(6)}-${
-    i.end.toFixed(2).padStart(6)
-  } s]`;
-  return `${span}  ${count(i.messagesPerSecond).padStart(9)} msg/s  ${
+  return `${formatSpan(i)}  ${count(i.messagesPerSecond).padStart(9)} msg/s  ${
     i.megabytesPerSecond.toFixed(2).padStart(8)
   } MB/s  p50 ${i.latency.p50.toFixed(3)} ms  p99 ${
     i.latency.p99.toFixed(3)

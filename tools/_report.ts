@@ -49,6 +49,25 @@ export function summarize(h: LatencyHistogram): LatencySummary {
   };
 }
 
+/** An interval's latencies: median, 99th percentile and slowest, to the µs. */
+export interface IntervalLatency {
+  /** Median, ms. */
+  p50: number;
+  /** 99th percentile, ms. */
+  p99: number;
+  /** Slowest, ms. */
+  max: number;
+}
+
+/** The interval figures of `h`, to the µs. */
+export function intervalLatency(h: LatencyHistogram): IntervalLatency {
+  return {
+    p50: round(h.percentile(50), 3),
+    p99: round(h.percentile(99), 3),
+    max: round(h.max, 3),
+  };
+}
+
 /** `value` rounded to `digits` decimal places. */
 export function round(value: number, digits: number): number {
   const f = 10 ** digits;

@@ -24,8 +24,14 @@
 import dns from "node:dns";
 import process from "node:process";
 import { describeError, isClosed, sleep } from "../_cli.ts";
+import {
+  formatSpan,
+  type IntervalSpan,
+  runIntervals,
+} from "./_load_interval.ts";
 import { bareHost, formatAddr } from "../_net.ts";
 import { LatencyHistogram } from "./_histogram.ts";
+import { fillXorshift32 } from "../_random.ts";
 import {
   count,
   type CpuReport,
@@ -34,6 +40,8 @@ import {
   ErrorSamples,
   formatCpu,
   formatPercentiles,
+  type IntervalLatency,
+  intervalLatency,
   type LatencySummary,
   round,
   summarize,
@@ -84,10 +92,15 @@ export interface UdpLoadOptions {
   lossTimeout?: number;
   /** Loss above this many percent fails the run; undefined (default) never does. */
   maxLoss?: number;
-  /** Called with a snapshot every `progressInterval` ms while running. */
+  /**
+   * Milliseconds of one interval: the report's `intervals`, each with its
+   * own figures, and the progress snapshots. Default 1000.
+   */
+  interval?: number;
+  /** Called at each interval's end with its figures. */
+  onInterval?: (interval: UdpLoadInterval) => void;
+  /** Called at each interval's end with a snapshot, and while draining. */
   onProgress?: (progress: UdpLoadProgress) => void;
-  /** Milliseconds between progress snapshots. Default 1000. */
-  progressInterval?: number;
   /** Aborting it ends the sending early; the report covers the time run. */
   signal?: AbortSignal;
 }
@@ -102,6 +115,30 @@ export interface UdpLoadProgress {
   sent: number;
   /** Datagrams back intact in time so far. */
   received: number;
+  /** While running: the interval that just ended, with its own figures. */
+  interval?: UdpLoadInterval;
+}
+
+/** One interval of a UDP run, with its own figures (iperf3's intervals). */
+export interface UdpLoadInterval {
+  /** Seconds since sending started, when the interval began. */
+  start: number;
+  /** Seconds since sending started, when it ended. */
+  end: number;
+  /** Datagrams sent in the interval. */
+  sent: number;
+  /** Datagrams back intact in time in the interval (sent in it or before). */
+  received: number;
+  /** Datagrams sent per second in the interval, all flows together. */
+  sentPerSecond: number;
+  /** Datagrams received per second in the interval. */
+  receivedPerSecond: number;
+  /** Received megabytes (10^6 bytes) per second in the interval. */
+  megabytesPerSecond: number;
+  /** Round trips of the datagrams received in the interval, ms. */
+  latency: IntervalLatency;
+  /** Corrupted, refused, failed sends and receives in the interval. */
+  errors: number;
 }
 
 /** What a UDP run measured. Every field is always present. */
@@ -186,8 +223,12 @@ export interface UdpLoadReport {
   lossExceeded: boolean;
   /** CPU this process used while sending. */
   cpu: CpuReport;
+  /** Each interval's own figures, in order. */
+  intervals: UdpLoadInterval[];
   /** The first few distinct error messages, for a human. */
   errors: string[];
+  /** The run was cut short by its signal (Ctrl-C). */
+  interrupted: boolean;
   /**
    * True when something came back, nothing came back corrupted, and the
    * loss was not above `maxLoss`. Loss, duplicates and reordering alone are
@@ -217,12 +258,19 @@ class UdpTally extends ErrorSamples {
   bytesReceived = 0;
   /** Datagrams sent and not yet back (intact, in time or late). */
   outstanding = 0;
+
+  /** What an interval counts as errors. */
+  get errorCount(): number {
+    return this.corrupted + this.refused + this.sendErrors +
+      this.receiveErrors;
+  }
 }
 
 /** What every flow of a run reads. */
 interface UdpRun {
   readonly tally: UdpTally;
-  readonly histogram: LatencyHistogram;
+  /** Round trips of the current interval; replaced as each one ends. */
+  histogram: LatencyHistogram;
   /** Where datagrams go, with the address the replies must come from. */
   readonly addr: Deno.NetAddr;
   readonly size: number;
@@ -300,14 +348,11 @@ class UdpFlow {
     const pattern = new ArrayBuffer(Math.ceil((payload + SLOTS * 8) / 4) * 4);
     this.pattern = new Uint8Array(pattern);
     this.pattern32 = new Int32Array(pattern);
-    // xorshift32 seeded by the flow: reproducible, no two flows alike.
-    let x = (Math.imul(index + 1, 0x9e3779b9) ^ 0x5bd1e995) | 0 || 1;
-    for (let i = 0; i < this.pattern32.length; i++) {
-      x ^= x << 13;
-      x ^= x >>> 17;
-      x ^= x << 5;
-      this.pattern32[i] = x;
-    }
+    // Seeded by the flow: reproducible, no two flows alike.
+    fillXorshift32(
+      this.pattern32,
+      Math.imul(index + 1, 0x9e3779b9) ^ 0x5bd1e995,
+    );
     this.seqs = new Float64Array(ring).fill(-1);
     this.sentAt = new Float64Array(ring);
     this.back = new Uint8Array(ring);
@@ -642,20 +687,54 @@ export async function runUdpLoad(
   if (count > 0) { while (ring > 64 && ring / 2 >= count) ring /= 2; }
 
   const sockets: UdpFlow[] = [];
-  const onAbort = () => stopper.abort();
+  let interrupted = false;
+  const onAbort = () => {
+    interrupted = true;
+    stopper.abort();
+  };
+  if (options.signal?.aborted) onAbort();
   options.signal?.addEventListener("abort", onAbort, { once: true });
-  let phase: UdpLoadProgress["phase"] = "running";
   let startedAt = 0;
   const progress = options.onProgress;
-  const ticker = progress
-    ? setInterval(() =>
-      progress({
-        phase,
-        elapsed: performance.now() - startedAt,
-        sent: tally.sent,
-        received: tally.received,
-      }), options.progressInterval ?? 1_000)
-    : undefined;
+  const latency = new LatencyHistogram();
+  const intervals: UdpLoadInterval[] = [];
+  let before = { sent: 0, received: 0, bytes: 0, errors: 0 };
+  /** Ends an interval: its figures, from the counters and its histogram. */
+  const cut = (span: IntervalSpan) => {
+    const h = run.histogram;
+    run.histogram = new LatencyHistogram();
+    latency.merge(h);
+    const per = (n: number) => span.seconds > 0 ? n / span.seconds : 0;
+    const interval: UdpLoadInterval = {
+      start: span.start,
+      end: span.end,
+      sent: tally.sent - before.sent,
+      received: tally.received - before.received,
+      sentPerSecond: Math.round(per(tally.sent - before.sent)),
+      receivedPerSecond: Math.round(per(tally.received - before.received)),
+      megabytesPerSecond: round(
+        per(tally.bytesReceived - before.bytes) / 1e6,
+        3,
+      ),
+      latency: intervalLatency(h),
+      errors: tally.errorCount - before.errors,
+    };
+    before = {
+      sent: tally.sent,
+      received: tally.received,
+      bytes: tally.bytesReceived,
+      errors: tally.errorCount,
+    };
+    intervals.push(interval);
+    options.onInterval?.(interval);
+    progress?.({
+      phase: "running",
+      elapsed: performance.now() - startedAt,
+      sent: tally.sent,
+      received: tally.received,
+      interval,
+    });
+  };
   try {
     for (let i = 0; i < flows; i++) {
       const conn = Deno.listenDatagram({
@@ -668,13 +747,26 @@ export async function runUdpLoad(
     const receiving = sockets.map((flow) => receiver(run, flow));
     const cpuStart = process.cpuUsage();
     startedAt = performance.now();
-    const timer = setTimeout(() => stopper.abort(), duration);
-    await Promise.all(sockets.map((flow) => sender(run, flow, startedAt)));
-    clearTimeout(timer);
+    // The senders end at the duration, or at --count: then the run stops.
+    const sending = Promise.all(
+      sockets.map((flow) => sender(run, flow, startedAt)),
+    ).then(() => stopper.abort());
+    const stoppedAt = await runIntervals({
+      startedAt,
+      duration,
+      interval: options.interval ?? 1_000,
+      stop: stopper.signal,
+      cut,
+    });
     stopper.abort();
-    const stoppedAt = performance.now();
+    await sending;
     const cpu = process.cpuUsage(cpuStart);
-    phase = "draining";
+    progress?.({
+      phase: "draining",
+      elapsed: performance.now() - startedAt,
+      sent: tally.sent,
+      received: tally.received,
+    });
     // Every datagram is back, or the last one's loss timeout has passed.
     if (tally.outstanding > 0) {
       const wait = run.lastSentAt + lossTimeout - performance.now();
@@ -691,15 +783,18 @@ export async function runUdpLoad(
     }
     for (const flow of sockets) flow.conn.close();
     await Promise.all(receiving);
+    // Echoes of the drain count in the whole run's latencies.
+    latency.merge(run.histogram);
 
     const seconds = (stoppedAt - startedAt) / 1000;
     const lost = tally.sent - tally.received;
-    const lostPercent = tally.sent > 0 ? round(lost / tally.sent * 100, 4) : 0;
+    // To 0.001%: one datagram in 100,000.
+    const lostPercent = tally.sent > 0 ? round(lost / tally.sent * 100, 3) : 0;
     const jittered = sockets.filter((f) => !Number.isNaN(f.lastTransit));
     const jitterMs = jittered.length > 0
       ? round(
         jittered.reduce((sum, f) => sum + f.jitter, 0) / jittered.length,
-        4,
+        3,
       )
       : 0;
     const lossExceeded = maxLoss !== undefined && lostPercent > maxLoss;
@@ -738,10 +833,12 @@ export async function runUdpLoad(
       receiveErrors: tally.receiveErrors,
       bytesSent: tally.bytesSent,
       bytesReceived: tally.bytesReceived,
-      sentPerSecond: Math.round(tally.sent / seconds),
-      receivedPerSecond: Math.round(tally.received / seconds),
-      megabytesPerSecond: round(tally.bytesReceived / seconds / 1e6, 2),
-      latency: summarize(run.histogram),
+      sentPerSecond: seconds > 0 ? Math.round(tally.sent / seconds) : 0,
+      receivedPerSecond: seconds > 0 ? Math.round(tally.received / seconds) : 0,
+      megabytesPerSecond: seconds > 0
+        ? round(tally.bytesReceived / seconds / 1e6, 2)
+        : 0,
+      latency: summarize(latency),
       jitterMs,
       packets: tally.sent,
       "lost_packets": lost,
@@ -751,12 +848,13 @@ export async function runUdpLoad(
       maxLoss: maxLoss ?? null,
       lossExceeded,
       cpu: cpuReport(cpu, seconds),
+      intervals,
       errors: [...tally.errors],
+      interrupted,
       ok: tally.received > 0 && tally.corrupted === 0 && !lossExceeded,
     };
     return report;
   } finally {
-    if (ticker !== undefined) clearInterval(ticker);
     options.signal?.removeEventListener("abort", onAbort);
     stopper.abort();
     for (const flow of sockets) {
@@ -814,8 +912,13 @@ export function formatUdpReport(report: UdpLoadReport): string {
   }
   lines.push(formatCpu(report.cpu));
   for (const e of report.errors) lines.push(`error: ${e}`);
+  const cut = report.interrupted
+    ? `interrupted after ${report.seconds} s${report.ok ? "" : ", FAILED"}`
+    : undefined;
   lines.push(
-    report.ok
+    cut !== undefined
+      ? `result: ${cut}`
+      : report.ok
       ? "result: ok"
       : report.lossExceeded
       ? `result: FAILED (loss ${report.lostPercent}% above --max-loss ${report.maxLoss}%)`
@@ -824,10 +927,32 @@ export function formatUdpReport(report: UdpLoadReport): string {
   return lines.join("\n");
 }
 
-/** Renders a progress snapshot as one line. */
-export function formatUdpProgress(p: UdpLoadProgress): string {
-  const secs = p.elapsed / 1000;
-  return `${p.phase} ${secs.toFixed(1)} s: ${
-    count(secs > 0 ? p.sent / secs : 0)
-  } datagrams/s sent, ${count(p.sent)} sent, ${count(p.received)} back in time`;
+/**
+ * A progress snapshot as the parts of one status line, most important first:
+ * while running, the figures of the interval that just ended.
+ */
+export function udpProgressParts(p: UdpLoadProgress): string[] {
+  const i = p.interval;
+  if (i === undefined) {
+    return [
+      `${p.phase} ${(p.elapsed / 1000).toFixed(1)} s`,
+      `${count(p.sent)} sent`,
+      `${count(p.received)} back in time`,
+    ];
+  }
+  return [
+    `running ${i.end.toFixed(1)} s: ${count(i.sentPerSecond)} sent/s`,
+    `${count(i.receivedPerSecond)} back/s`,
+    `p99 ${i.latency.p99.toFixed(3)} ms`,
+    `${count(i.errors)} errors`,
+  ];
+}
+
+/** Renders a UDP interval as one line of text, as iperf3 does. */
+export function formatUdpInterval(i: UdpLoadInterval): string {
+  return `${formatSpan(i)}  ${count(i.sentPerSecond).padStart(9)} sent/s  ${
+    count(i.receivedPerSecond).padStart(9)
+  } back/s  ${i.megabytesPerSecond.toFixed(2).padStart(8)} MB/s  p50 ${
+    i.latency.p50.toFixed(3)
+  } ms  p99 ${i.latency.p99.toFixed(3)} ms  ${count(i.errors)} errors`;
 }

@@ -63,7 +63,13 @@ import {
 } from "../_net.ts";
 import { StatusLine } from "../_status_line.ts";
 import { LatencyHistogram } from "./_histogram.ts";
-import { type CpuReport, type LatencySummary, round } from "./_report.ts";
+import {
+  type CpuReport,
+  intervalLatency,
+  type LatencySummary,
+  round,
+} from "./_report.ts";
+import { runIntervals } from "./_load_interval.ts";
 import { Pattern } from "./_load_pattern.ts";
 import {
   describeConnectError,
@@ -90,15 +96,17 @@ import {
 } from "./_load_report.ts";
 import {
   DEFAULT_UDP_RATE,
-  formatUdpProgress,
+  formatUdpInterval,
   formatUdpReport,
   MAX_DATAGRAM,
   MAX_FLOWS,
   runUdpLoad,
   UDP_HEADER,
+  type UdpLoadInterval,
   type UdpLoadOptions,
   type UdpLoadProgress,
   type UdpLoadReport,
+  udpProgressParts,
 } from "./_udp_load.ts";
 
 export { LatencyHistogram };
@@ -118,6 +126,7 @@ export {
   MAX_DATAGRAM,
   runUdpLoad,
   UDP_HEADER,
+  type UdpLoadInterval,
   type UdpLoadOptions,
   type UdpLoadProgress,
   type UdpLoadReport,
@@ -438,64 +447,42 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
       flow.due = run.startedAt + run.interval * (flow.index / connections);
     }
     begin();
-    // One clock for the intervals and the end of the run: each interval
-    // ends on its boundary, the last at the duration (or at once, when the
-    // run is stopped early), so the run ends at its duration, not up to an
-    // interval later.
-    const end = run.startedAt + duration;
-    let from = run.startedAt;
     let before = { messages: 0, bytes: 0, errors: tally.errorCount };
-    let stoppedAt = run.startedAt;
-    for (;;) {
-      const boundary = Math.min(
-        run.startedAt + (intervals.length + 1) * intervalMs,
-        end,
-      );
-      for (let wait = boundary - performance.now(); wait > 0;) {
-        await sleep(Math.min(wait, MAX_TIMER_MS), stopper.signal);
-        if (stopper.signal.aborted) break;
-        wait = boundary - performance.now();
-      }
-      stoppedAt = performance.now();
-      // Labelled by its boundary when it reached it (a timer fires a few ms
-      // late); its rates are over the time it really took.
-      const label = stopper.signal.aborted ? stoppedAt : boundary;
-      const h = run.histogram;
-      run.histogram = new LatencyHistogram();
-      latency.merge(h);
-      const secs = (stoppedAt - from) / 1000;
-      const per = (n: number) => secs > 0 ? n / secs : 0;
-      const messages = tally.messages - before.messages;
-      const interval: LoadInterval = {
-        start: intervals.at(-1)?.end ?? 0,
-        end: round((Math.max(label, from) - run.startedAt) / 1000, 3),
-        messages,
-        messagesPerSecond: Math.round(per(messages)),
-        megabytesPerSecond: round(
-          per(tally.bytesEchoed - before.bytes) / 1e6,
-          3,
-        ),
-        latency: {
-          p50: round(h.percentile(50), 3),
-          p99: round(h.percentile(99), 3),
-          max: round(h.max, 3),
-        },
-        connected: tally.connected,
-        errors: tally.errorCount - before.errors,
-      };
-      from = stoppedAt;
-      before = {
-        messages: tally.messages,
-        bytes: tally.bytesEchoed,
-        errors: tally.errorCount,
-      };
-      if (ended !== "unconnected") {
+    const stoppedAt = await runIntervals({
+      startedAt: run.startedAt,
+      duration,
+      interval: intervalMs,
+      stop: stopper.signal,
+      cut: (span) => {
+        const h = run.histogram;
+        run.histogram = new LatencyHistogram();
+        latency.merge(h);
+        const per = (n: number) => span.seconds > 0 ? n / span.seconds : 0;
+        const messages = tally.messages - before.messages;
+        const interval: LoadInterval = {
+          start: span.start,
+          end: span.end,
+          messages,
+          messagesPerSecond: Math.round(per(messages)),
+          megabytesPerSecond: round(
+            per(tally.bytesEchoed - before.bytes) / 1e6,
+            3,
+          ),
+          latency: intervalLatency(h),
+          connected: tally.connected,
+          errors: tally.errorCount - before.errors,
+        };
+        before = {
+          messages: tally.messages,
+          bytes: tally.bytesEchoed,
+          errors: tally.errorCount,
+        };
+        if (ended === "unconnected") return;
         intervals.push(interval);
         options.onInterval?.(interval);
         progress?.(snapshot(interval));
-      }
-      if (stopper.signal.aborted || boundary >= end) break;
-    }
+      },
+    });
     stopper.abort();
     const cpu = process.cpuUsage(cpuStart);
     const messagesAtStop = tally.messages;
@@ -713,9 +700,12 @@ const SPEC: CommandSpec = {
   },
   epilog: `Exit status: 0 when every connection came up and every byte came back
 intact, 1 otherwise (or with --allow-errors, only when nothing could connect),
-2 on a usage mistake. Progress goes to stderr: one live line on a terminal,
-a line a second otherwise. Ctrl-C (or SIGTERM, SIGHUP) ends the run early and
-still reports; a second one stops at once (exit 130).
+130 when interrupted, 2 on a usage mistake. Progress goes to stderr, an
+interval's own figures (one live line on a terminal, a line an interval
+otherwise; none with --interval, whose lines go to stdout). The run ends at
+--duration, or early, with a line saying so, when every connection is gone.
+Ctrl-C (or SIGTERM, SIGHUP) ends the run early and still reports, marked
+interrupted; a second one stops at once.
 
 --udp: every flow is a socket sending at --rate datagrams a second (default
 ${DEFAULT_UDP_RATE}: 1 ms apart, what a millisecond timer keeps; with no pacing UDP
@@ -825,7 +815,7 @@ async function udpMain(
       );
     }
   }
-  const quiet = v.quiet === true;
+  const { interval, print } = parseReporting(v);
   using status = new StatusLine();
   using shutdown = shutdownSignal();
   let report: UdpLoadReport;
@@ -841,10 +831,11 @@ async function udpMain(
       lossTimeout,
       maxLoss,
       signal: shutdown.signal,
-      progressInterval: status.live ? 250 : 1_000,
-      onProgress: quiet
-        ? undefined
-        : (p) => status.show(formatUdpProgress(p).split(", ")),
+      interval,
+      onInterval: intervalPrinter(print, status, formatUdpInterval),
+      onProgress: print.progress
+        ? (p) => status.show(udpProgressParts(p))
+        : undefined,
     });
   } catch (error) {
     // A name that does not resolve: a runtime failure, not a usage one.
@@ -852,9 +843,8 @@ async function udpMain(
     throw error;
   }
   status.clear();
-  console.log(
-    v.json === true ? JSON.stringify(report) : formatUdpReport(report),
-  );
+  printReport(report, print, formatUdpReport);
+  if (report.interrupted) return EXIT_INTERRUPTED;
   if (report.ok) return 0;
   // --allow-errors forgives corruption, never a loss above --max-loss or
   // a run where nothing came back.
@@ -965,14 +955,11 @@ export async function main(args: string[]): Promise<number> {
     drainTimeout,
     signal: shutdown.signal,
     interval,
-    onInterval: print.intervals === "none" ? undefined : (i) => {
-      status.clear();
-      console.log(
-        print.intervals === "json"
-          ? JSON.stringify({ event: "interval", data: i })
-          : formatInterval(i, connections + idle),
-      );
-    },
+    onInterval: intervalPrinter(
+      print,
+      status,
+      (i: LoadInterval) => formatInterval(i, connections + idle),
+    ),
     onProgress: print.progress
       ? (p) => status.show(progressParts(p))
       : undefined,
@@ -1027,6 +1014,39 @@ function parseReporting(
 }
 
 /**
+ * The `onInterval` of a run that prints each interval on stdout as `print`
+ * says (a text line by `format`, or a JSON line), or none.
+ */
+function intervalPrinter<I>(
+  print: Printing,
+  status: StatusLine,
+  format: (interval: I) => string,
+): ((interval: I) => void) | undefined {
+  if (print.intervals === "none") return undefined;
+  return (interval) => {
+    status.clear();
+    console.log(
+      print.intervals === "json"
+        ? JSON.stringify({ event: "interval", data: interval })
+        : format(interval),
+    );
+  };
+}
+
+/** Prints a final report on stdout as `print` says (text by `format`). */
+function printReport<R>(
+  report: R,
+  print: Printing,
+  format: (report: R) => string,
+): void {
+  console.log(
+    print.report === "text" ? format(report) : JSON.stringify(
+      print.report === "json" ? report : { event: "end", data: report },
+    ),
+  );
+}
+
+/**
  * Prints `report` as `print` says and returns the exit code: 130 when it
  * was interrupted; 1 when nothing connected (in text, as a one-line error),
  * or it failed without `--allow-errors`; 0 otherwise.
@@ -1041,11 +1061,7 @@ function finish(
   if (report.ended === "unconnected" && print.report === "text") {
     throw new CliError(report.reason);
   }
-  console.log(
-    print.report === "text" ? formatReport(report) : JSON.stringify(
-      print.report === "json" ? report : { event: "end", data: report },
-    ),
-  );
+  printReport(report, print, formatReport);
   if (report.interrupted) return EXIT_INTERRUPTED;
   if (report.ended === "unconnected") return 1;
   return report.ok || allowErrors ? 0 : 1;
