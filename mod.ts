@@ -128,6 +128,7 @@ export {
   FAIR_LIMIT,
   formatReport,
   formatUdpReport,
+  type IntervalLatency,
   LatencyHistogram,
   type LatencySummary,
   type LoadEnd,

@@ -16,6 +16,7 @@ import {
   cpuReport,
   formatCpu,
   formatPercentiles,
+  type IntervalLatency,
   type LatencySummary,
   round,
   summarize,
@@ -34,7 +35,7 @@ export interface LoadInterval {
   /** Echoed megabytes (10^6 bytes) per second in the interval. */
   megabytesPerSecond: number;
   /** Round trips of the messages completed in the interval, ms. */
-  latency: { p50: number; p99: number; max: number };
+  latency: IntervalLatency;
   /** Connections open at the interval's end. */
   connected: number;
   /** Errors counted in the interval (failed connects, resets, closes, wrong bytes). */

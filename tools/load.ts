@@ -65,6 +65,7 @@ import { StatusLine } from "../_status_line.ts";
 import { LatencyHistogram } from "./_histogram.ts";
 import {
   type CpuReport,
+  type IntervalLatency,
   intervalLatency,
   type LatencySummary,
   round,
@@ -110,7 +111,7 @@ import {
 } from "./_udp_load.ts";
 
 export { LatencyHistogram };
-export type { CpuReport, LatencySummary };
+export type { CpuReport, IntervalLatency, LatencySummary };
 export { formatReport };
 export type {
   LoadEnd,
