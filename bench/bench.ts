@@ -37,6 +37,7 @@ import {
   UsageError,
 } from "../_cli.ts";
 import { formatInt } from "../_format.ts";
+import { withWriteAccess } from "../_write_access.ts";
 import {
   benchCases,
   type CaseSpec,
@@ -71,6 +72,16 @@ import { proxyReport, runProxyCases } from "./_proxy_cases.ts";
 import { benchServers, type ServerSpec } from "./_servers.ts";
 import { ROOT, type Started, startServer } from "./_start.ts";
 
+/**
+ * The flags of `deno task bench` but its `--allow-write=bench-results`: for
+ * another `--out DIR` the bench runs itself again with these and
+ * `--allow-write=DIR`.
+ */
+export const BENCH_FLAGS: readonly string[] = [
+  "--allow-run=sh,gcc",
+  "--allow-read=.",
+];
+
 const SPEC: CommandSpec = {
   name: "bench/bench.ts",
   summary:
@@ -85,7 +96,8 @@ const SPEC: CommandSpec = {
       type: "string",
       default: "bench-results",
       arg: "DIR",
-      description: "Where bench.md and bench.svg go.",
+      description:
+        "Where bench.md, bench.svg and the built C programs go; for a DIR other than bench-results it runs itself again with --allow-write=DIR.",
     },
     only: {
       type: "string",
@@ -337,6 +349,14 @@ export async function main(args: string[]): Promise<number> {
   if (!parsed) return 0;
   const settings = parseSettings(parsed.values);
   const { quick, out, seconds, repeat, udpRate, transports } = settings;
+  const again = await withWriteAccess(out, {
+    script: "bench/bench.ts",
+    flags: BENCH_FLAGS,
+    granted: "bench-results",
+    option: "--out",
+    args,
+  });
+  if (again !== undefined) return again;
   const d = String(seconds);
   const held = quick ? 2000 : 10_000;
   const cases = benchCases({

@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { ROOT, runDeno } from "./_helpers.ts";
+import { ROOT, runDeno, SOCKET_DIR } from "./_helpers.ts";
 
 const OUT = "bench-results/test";
 
@@ -45,4 +45,66 @@ Deno.test("deno task bench rejects an unknown server with exit 2", async () => {
   const out = await task(["--only", "apache"]);
   assert.equal(out.code, 2);
   assert.match(out.stderr, /^error: Cannot parse --only "apache"/);
+});
+
+Deno.test("deno task bench --out DIR writes to DIR, running again with write access to DIR alone", async () => {
+  // Outside bench-results/, the one directory the task grants: issue 14's
+  // "Requires write access" for any other --out.
+  const dir = `${SOCKET_DIR}/bench-out-${Deno.pid}`;
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
+  try {
+    const out = await task([
+      ...["--only", "c", "--transports", "udp", "--duration", "0.2"],
+      ...["--out", dir],
+    ]);
+    assert.equal(out.code, 0, out.stderr);
+    assert.doesNotMatch(out.stderr, /Requires write access/);
+    assert.match(
+      out.stderr,
+      new RegExp(
+        `^note: --out ${dir}: running again with --allow-write=${dir}`,
+        "m",
+      ),
+    );
+    assert.match(out.stdout, new RegExp(`^wrote ${dir}/bench\\.md and`, "m"));
+    const md = await Deno.readTextFile(`${dir}/bench.md`);
+    assert.match(md, /^\| server \| UDP 50 flows/m);
+    assert.match(md, /^\| loop \| [\d,]+ \(1\.00x\)/m);
+    const svg = await Deno.readTextFile(`${dir}/bench.svg`);
+    assert.match(svg, /UDP, 50 flows/);
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
+
+Deno.test("bench.ts --out DIR without the right to run itself again says the exact command", async () => {
+  const dir = `${SOCKET_DIR}/bench-denied-${Deno.pid}`;
+  // --allow-run=gcc: no sh, so no way to start Deno again.
+  const out = await runDeno([
+    "run",
+    "--quiet",
+    "--allow-run=gcc",
+    "--allow-read=.",
+    "--allow-write=bench-results",
+    "bench/bench.ts",
+    ...["--out", dir, "--quick"],
+  ]);
+  assert.equal(out.code, 1, out.stderr);
+  const lines = out.stderr.trim().split("\n");
+  assert.equal(lines.length, 1, out.stderr);
+  assert.equal(
+    lines[0],
+    `error: Cannot write to --out ${dir}: run deno run --allow-run=sh,gcc --allow-read=. --allow-write=${dir} bench/bench.ts --out ${dir} --quick`,
+  );
+});
+
+Deno.test("deno task bench runs bench.ts with the flags it runs itself again with", async () => {
+  const { BENCH_FLAGS } = await import("../bench/bench.ts");
+  const config = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
+  assert.equal(
+    config.tasks.bench,
+    `deno run ${
+      BENCH_FLAGS.join(" ")
+    } --allow-write=bench-results bench/bench.ts`,
+  );
 });

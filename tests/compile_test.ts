@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { findRuntime, TARGETS } from "../tools/compile.ts";
-import { ROOT, runScript } from "./_helpers.ts";
+import { COMPILE_FLAGS, findRuntime, TARGETS } from "../tools/compile.ts";
+import { ROOT, runDeno, runScript, SOCKET_DIR } from "./_helpers.ts";
 
 const runtime = findRuntime();
 
@@ -74,4 +74,50 @@ Deno.test("every script's shebang runs it with the permissions and flags deno ta
     const mode = Deno.statSync(`${ROOT}${target.script}`).mode ?? 0o755;
     assert.ok(mode & 0o100, `${target.script} is executable`);
   }
+});
+
+Deno.test({
+  name:
+    "deno task compile --out DIR writes to DIR, running again with write access to DIR alone",
+  // Without a runtime the run ends at denort, after --out was taken.
+  ignore: runtime !== undefined,
+  async fn() {
+    const dir = `${SOCKET_DIR}/compile-out-${Deno.pid}`;
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    const empty = await Deno.makeTempDir({
+      dir: SOCKET_DIR,
+      prefix: "deno-dir-",
+    });
+    try {
+      const out = await runDeno(
+        ["task", "--quiet", "compile", "--out", dir, "hostinfo"],
+        { DENO_DIR: empty },
+      );
+      assert.equal(out.code, 1, out.stderr);
+      assert.doesNotMatch(out.stderr, /Requires write access/);
+      const lines = out.stderr.trim().split("\n");
+      assert.equal(
+        lines[0],
+        `note: --out ${dir}: running again with --allow-write=${dir} (the task grants dist)`,
+      );
+      assert.match(
+        lines[1]!,
+        /^error: Cannot compile: deno compile needs Deno's runtime/,
+      );
+      assert.equal(lines.length, 2, out.stderr);
+      // The directory was made where it was asked for, and holds no binary.
+      assert.deepEqual([...Deno.readDirSync(dir)], []);
+    } finally {
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      await Deno.remove(empty, { recursive: true });
+    }
+  },
+});
+
+Deno.test("deno task compile runs compile.ts with the flags it runs itself again with", async () => {
+  const config = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
+  assert.equal(
+    config.tasks.compile,
+    `deno run ${COMPILE_FLAGS.join(" ")} --allow-write=dist tools/compile.ts`,
+  );
 });

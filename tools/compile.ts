@@ -9,7 +9,8 @@
  * task says so in one line and exits 1: it never writes a fake binary.
  *
  * Requires `--allow-read`, `--allow-env`, `--allow-run` (to run
- * `deno compile`) and `--allow-write=dist`.
+ * `deno compile`) and `--allow-write=dist`; for another `--out DIR` it runs
+ * itself again with `--allow-write=DIR` in place of that.
  *
  * @module
  */
@@ -23,6 +24,17 @@ import {
   UsageError,
 } from "../_cli.ts";
 import { ECHO_V8_FLAGS } from "../_runtime.ts";
+import { withWriteAccess } from "../_write_access.ts";
+
+/**
+ * The flags of `deno task compile` but its `--allow-write=dist`: for another
+ * `--out DIR` it runs itself again with these and `--allow-write=DIR`.
+ */
+export const COMPILE_FLAGS: readonly string[] = [
+  "--allow-read",
+  "--allow-env=DENORT_BIN,DENO_DIR,XDG_CACHE_HOME,HOME",
+  "--allow-run",
+];
 
 /** A script to compile and the permissions its binary gets. */
 export interface CompileTarget {
@@ -171,7 +183,8 @@ const COMMAND: CommandSpec = {
       type: "string",
       default: "dist",
       arg: "DIR",
-      description: "Where the executables go.",
+      description:
+        "Where the executables go; for a DIR other than dist it runs itself again with --allow-write=DIR.",
     },
   },
   epilog: `Names: ${TARGETS.map((t) => t.name).join(", ")} (default: all).`,
@@ -189,6 +202,14 @@ export async function main(args: string[]): Promise<number> {
     })
     : TARGETS;
   const outDir = String(parsed.values.out);
+  const again = await withWriteAccess(outDir, {
+    script: "tools/compile.ts",
+    flags: COMPILE_FLAGS,
+    granted: "dist",
+    option: "--out",
+    args,
+  });
+  if (again !== undefined) return again;
   await Deno.mkdir(outDir, { recursive: true });
   console.log(`runtime: ${findRuntime() ?? "download from dl.deno.land"}`);
   for (const entry of wanted) {
