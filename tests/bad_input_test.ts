@@ -398,6 +398,14 @@ const TABLE: Record<string, ScriptRows> = {
       ],
       quiet: flagRows("--quiet"),
       "allow-errors": flagRows("--allow-errors"),
+      "histogram-log": [
+        { args: ["--histogram-log", ""], says: /expected a file name/ },
+        {
+          args: ["--histogram-log", "run.out", "--svg", "run.out"],
+          says: /would write the same file/,
+        },
+      ],
+      svg: [{ args: ["--svg", ""], says: /expected a file name/ }],
       udp: [
         ...flagRows("--udp"),
         { args: ["--udp", "--tls"], says: /DTLS is not supported/ },

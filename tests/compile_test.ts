@@ -4,18 +4,27 @@ import { ROOT, runDeno, runScript, SOCKET_DIR } from "./_helpers.ts";
 
 const runtime = findRuntime();
 
+/** Runs `fn` with a fresh directory under dist/, removed after. */
+async function withDistDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  await Deno.mkdir(`${ROOT}dist`, { recursive: true });
+  const dir = await Deno.makeTempDir({ dir: `${ROOT}dist`, prefix: "test-" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
 Deno.test({
   name: "compile task without a runtime fails with one clear line, no binary",
   ignore: runtime !== undefined,
-  async fn() {
-    await Deno.mkdir(`${ROOT}dist`, { recursive: true });
-    const out = await Deno.makeTempDir({ dir: `${ROOT}dist`, prefix: "test-" });
-    try {
-      const result = await runScript("tools/compile.ts", [
-        "--out",
-        out,
-        "hostinfo",
-      ], { env: { DENO_DIR: out } });
+  fn: () =>
+    withDistDir(async (out) => {
+      const result = await runScript(
+        "tools/compile.ts",
+        ["--out", out, "hostinfo"],
+        { env: { DENO_DIR: out } },
+      );
       assert.equal(result.code, 1);
       const errors = result.stderr.trim().split("\n");
       assert.equal(errors.length, 1, result.stderr);
@@ -27,20 +36,15 @@ Deno.test({
         [...Deno.readDirSync(out)].filter((e) => e.name === "hostinfo"),
         [],
       );
-    } finally {
-      await Deno.remove(out, { recursive: true });
-    }
-  },
+    }),
 });
 
 Deno.test({
   name: "compiled hostinfo runs with its baked permissions",
   // deno compile needs denort: set DENORT_BIN or have it cached to run this.
   ignore: runtime === undefined,
-  async fn() {
-    await Deno.mkdir(`${ROOT}dist`, { recursive: true });
-    const out = await Deno.makeTempDir({ dir: `${ROOT}dist`, prefix: "test-" });
-    try {
+  fn: () =>
+    withDistDir(async (out) => {
       const result = await runScript("tools/compile.ts", [
         "--out",
         out,
@@ -54,10 +58,7 @@ Deno.test({
       assert.equal(run.code, 0);
       const info = JSON.parse(new TextDecoder().decode(run.stdout));
       assert.equal(info.query, "localhost");
-    } finally {
-      await Deno.remove(out, { recursive: true });
-    }
-  },
+    }),
 });
 
 Deno.test("every script's shebang runs it with the permissions and flags deno task compile bakes in", () => {

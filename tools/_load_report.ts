@@ -200,7 +200,7 @@ export function formatReport(report: LoadReport): string {
     } messages, those in flight at the end included)`,
     `latency ms: ${formatPercentiles(l)}  (mean ${l.mean}, ${
       count(l.samples)
-    } samples)`,
+    } samples; its HdrHistogram in --json)`,
     `bytes: ${count(report.bytesEchoed)} of ${
       count(report.bytesSent)
     } echoed and checked; ${count(report.mismatchedBytes)} mismatched, ${

@@ -29,11 +29,17 @@ export interface LatencySummary {
   p999: number;
   /** Slowest. */
   max: number;
+  /**
+   * Every sample, as HdrHistogram's standard form (V2 compressed, base64,
+   * values in ns): any HdrHistogram implementation reads it, and
+   * `tools/load.ts merge` merges runs with it.
+   */
+  histogram: string;
 }
 
 /**
  * The percentiles of `h`, to the µs: the histogram holds a value to within
- * 1/128 of itself, and a round trip through a kernel takes microseconds, so
+ * 1/1024 of itself, and a round trip through a kernel takes microseconds, so
  * more digits would say nothing.
  */
 export function summarize(h: LatencyHistogram): LatencySummary {
@@ -46,6 +52,7 @@ export function summarize(h: LatencyHistogram): LatencySummary {
     p99: round(h.percentile(99), 3),
     p999: round(h.percentile(99.9), 3),
     max: round(h.max, 3),
+    histogram: h.encode(),
   };
 }
 

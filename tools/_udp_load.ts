@@ -99,6 +99,12 @@ export interface UdpLoadOptions {
   interval?: number;
   /** Called at each interval's end with its figures. */
   onInterval?: (interval: UdpLoadInterval) => void;
+  /**
+   * Called with each interval's histogram as it ends (`start`, `end`:
+   * seconds since the sending started), then once with the echoes of the
+   * drain: `--histogram-log` writes them.
+   */
+  onHistogram?: (start: number, end: number, h: LatencyHistogram) => void;
   /** Called at each interval's end with a snapshot, and while draining. */
   onProgress?: (progress: UdpLoadProgress) => void;
   /** Aborting it ends the sending early; the report covers the time run. */
@@ -727,6 +733,7 @@ export async function runUdpLoad(
     };
     intervals.push(interval);
     options.onInterval?.(interval);
+    options.onHistogram?.(span.start, span.end, h);
     progress?.({
       phase: "running",
       elapsed: performance.now() - startedAt,
@@ -785,6 +792,14 @@ export async function runUdpLoad(
     await Promise.all(receiving);
     // Echoes of the drain count in the whole run's latencies.
     latency.merge(run.histogram);
+    if (run.histogram.count > 0) {
+      const at = (t: number) => round((t - startedAt) / 1000, 3);
+      options.onHistogram?.(
+        at(stoppedAt),
+        at(performance.now()),
+        run.histogram,
+      );
+    }
 
     const seconds = (stoppedAt - startedAt) / 1000;
     const lost = tally.sent - tally.received;
@@ -899,7 +914,7 @@ export function formatUdpReport(report: UdpLoadReport): string {
     } sent, ${report.megabytesPerSecond} MB/s echoed`,
     `rtt ms: ${formatPercentiles(l)}  (mean ${l.mean}, ${
       count(l.samples)
-    } samples)`,
+    } samples; its HdrHistogram in --json)`,
     `jitter ms: ${report.jitterMs} (RFC 3550 over round-trip times, as iperf3's jitter_ms)`,
   ];
   if (

@@ -71,6 +71,8 @@ import {
   round,
 } from "./_report.ts";
 import { runIntervals } from "./_load_interval.ts";
+import { OUTPUT_OPTIONS, RunOutputs } from "./_hdr_outputs.ts";
+import { mergeMain } from "./_merge.ts";
 import { Pattern } from "./_load_pattern.ts";
 import {
   describeConnectError,
@@ -192,6 +194,12 @@ export interface LoadOptions {
   interval?: number;
   /** Called at each interval's end with its figures. */
   onInterval?: (interval: LoadInterval) => void;
+  /**
+   * Called with each interval's histogram as it ends (`start`, `end`:
+   * seconds since the traffic started), then once with the echoes that
+   * came back after the stop: `--histogram-log` writes them.
+   */
+  onHistogram?: (start: number, end: number, h: LatencyHistogram) => void;
   /**
    * Called with a snapshot each interval: while connecting, and at each
    * interval's end while running.
@@ -481,6 +489,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
         if (ended === "unconnected") return;
         intervals.push(interval);
         options.onInterval?.(interval);
+        options.onHistogram?.(span.start, span.end, h);
         progress?.(snapshot(interval));
       },
     });
@@ -508,6 +517,14 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     await Promise.all(holding);
     tally.connected = 0;
     latency.merge(run.histogram);
+    if (run.histogram.count > 0) {
+      const at = (t: number) => round((t - run.startedAt) / 1000, 3);
+      options.onHistogram?.(
+        at(stoppedAt),
+        at(performance.now()),
+        run.histogram,
+      );
+    }
 
     return buildReport({
       settings: {
@@ -698,6 +715,7 @@ const SPEC: CommandSpec = {
       description:
         "--udp: exit 1 when more than PERCENT of the datagrams are lost; default loss is only reported.",
     },
+    ...OUTPUT_OPTIONS,
   },
   epilog: `Exit status: 0 when every connection came up and every byte came back
 intact, 1 otherwise (or with --allow-errors, only when nothing could connect),
@@ -716,6 +734,11 @@ lost_packets, lost_percent as iperf3), late, duplicated, reordered
 (out_of_order), corrupted; RTT percentiles and RFC 3550 jitter (jitter_ms).
 Loss is reported, not an error, unless above --max-loss; exit 1 also when
 nothing came back or something came back corrupted.
+
+Latencies are kept in HdrHistogram's standard form: the --json report carries
+it (latency.histogram), and \`tools/load.ts merge REPORT...\` merges the reports
+(or --histogram-log logs) of runs on several machines against one server into
+one: counts summed, percentiles of the merged histogram (merge --help).
 
 The connect phase (TCP connect, plus the TLS handshake with --tls) has its own
 percentiles and connects/s in the report: with --tls -c 0 --idle N, connects/s
@@ -817,6 +840,7 @@ async function udpMain(
     }
   }
   const { interval, print } = parseReporting(v);
+  using outputs = await RunOutputs.open(v, "Logged by tools/load.ts --udp");
   using status = new StatusLine();
   using shutdown = shutdownSignal();
   let report: UdpLoadReport;
@@ -837,6 +861,7 @@ async function udpMain(
       onProgress: print.progress
         ? (p) => status.show(udpProgressParts(p))
         : undefined,
+      onHistogram: outputs.onHistogram,
     });
   } catch (error) {
     // A name that does not resolve: a runtime failure, not a usage one.
@@ -844,6 +869,10 @@ async function udpMain(
     throw error;
   }
   status.clear();
+  await outputs.finish(
+    report,
+    `load.ts --udp: ${report.size}-byte datagrams, ${report.flows} flows`,
+  );
   printReport(report, print, formatUdpReport);
   if (report.interrupted) return EXIT_INTERRUPTED;
   if (report.ok) return 0;
@@ -862,6 +891,7 @@ async function udpMain(
  * @returns The exit code.
  */
 export async function main(args: string[]): Promise<number> {
+  if (args[0] === "merge") return await mergeMain(args.slice(1));
   const parsed = parseCommandLine(args, SPEC);
   if (!parsed) return 0;
   const v = parsed.values;
@@ -934,6 +964,7 @@ export async function main(args: string[]): Promise<number> {
   // Last: it reads the certificate files, a failure that is not a usage
   // mistake.
   const endpoint = await parseClientEndpoint(v);
+  using outputs = await RunOutputs.open(v, "Logged by tools/load.ts");
   using status = new StatusLine();
   using shutdown = shutdownSignal();
   const report = await runLoad({
@@ -964,8 +995,13 @@ export async function main(args: string[]): Promise<number> {
     onProgress: print.progress
       ? (p) => status.show(progressParts(p))
       : undefined,
+    onHistogram: outputs.onHistogram,
   });
   status.clear();
+  await outputs.finish(
+    report,
+    `load.ts: ${report.mode} of ${report.size}-byte messages, ${report.connections} connections`,
+  );
   return finish(report, print, v["allow-errors"] === true);
 }
 
