@@ -9,17 +9,13 @@
  * @module
  */
 
+import { escapeXml } from "../tools/_plot.ts";
 import type { CaseSpec, TableSpec } from "./_cases.ts";
 import { figure } from "./_measure.ts";
 import type { Results } from "./_report.ts";
 
 const COLORS = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2"];
 const BAR_H = 7, GAP = 8, LEFT = 95, WIDTH = 380;
-
-/** `s` safe inside SVG text. */
-function escapeXml(s: string): string {
-  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
-}
 
 /** Whether case `c` is drawn. */
 function charted(c: CaseSpec): boolean {
