@@ -70,10 +70,8 @@ const RECEIVE_BUFFER_SIZE = 65_536;
 
 /**
  * Peers tracked at most (address and port each): what bounds the server's
- * memory under a flood from forged sources. Measured with Deno 2.9.6: 21 MB
- * of heap at the bound when every peer has an IPv6 address of its own (316
- * bytes a peer: the address string, its port map, the state), 6 MB when
- * they share one address. A peer not heard from for
+ * memory under a flood from forged sources, to about 21 MB of heap
+ * (docs/udp.md). A peer not heard from for
  * {@linkcode PEER_IDLE_MS} is forgotten; while the table is full of peers
  * heard from more recently, datagrams from new ones are echoed untracked,
  * counted in `untracked`, and with `--rate-limit` share one bucket.
