@@ -123,6 +123,9 @@ export {
 } from "./tools/proxy.ts";
 // tools/load.ts
 export {
+  type CapacityOptions,
+  type CapacityReport,
+  type CapacityStep,
   type CpuReport,
   DEFAULT_UDP_RATE,
   FAIR_LIMIT,
@@ -139,6 +142,7 @@ export {
   type LoadProgress,
   type LoadReport,
   MAX_DATAGRAM,
+  runCapacitySearch,
   runLoad,
   runUdpLoad,
   UDP_HEADER,

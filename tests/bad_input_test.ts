@@ -353,6 +353,16 @@ const TABLE: Record<string, ScriptRows> = {
         { args: ["--rate", "0"], says: /expected 0\.001 to 1000000/ },
         { args: ["--rate", "1e9"], says: /expected 0\.001 to 1000000/ },
         { args: ["--rate", "fast"], says: /expected 0\.001 to 1000000/ },
+        // Capacity search: @ and a p99 target in ms.
+        { args: ["--rate", "@0"], says: /expected @P99MS/ },
+        { args: ["--rate", "@fast"], says: /expected @P99MS/ },
+        { args: ["--rate", "@"], says: /expected @P99MS/ },
+        { args: ["--rate", "@5", "--interval", "1"], says: /do not combine/ },
+        {
+          args: ["--rate", "@5", "-c", "0", "--idle", "1"],
+          says: /needs connections/,
+        },
+        { args: ["--udp", "--rate", "@5"], says: /do not combine/ },
         // --udp: 0 floods.
         {
           args: ["--udp", "--rate", "-1"],
@@ -362,6 +372,40 @@ const TABLE: Record<string, ScriptRows> = {
           args: ["--udp", "--rate", "2000000"],
           says: /expected 0 \(flood\) or 0\.001 to 1000000/,
         },
+      ],
+      percentiles: [
+        {
+          args: ["--percentiles", "0"],
+          says: /expected numbers above 0 up to 100/,
+        },
+        {
+          args: ["--percentiles", "101"],
+          says: /expected numbers above 0 up to 100/,
+        },
+        {
+          args: ["--percentiles", "50,,99"],
+          says: /expected numbers above 0 up to 100/,
+        },
+        {
+          args: ["--percentiles", "p99"],
+          says: /expected numbers above 0 up to 100/,
+        },
+      ],
+      message: [
+        { args: ["--message", ""], says: /expected 1 to 16777216 bytes/ },
+        { args: ["--message", "a\\q"], says: /expected \\n, \\r/ },
+        { args: ["--message", "a\\x4"], says: /expected \\n, \\r/ },
+        { args: ["--message", "hi", "-s", "10"], says: /do not combine/ },
+        {
+          args: ["--message", "hi", "--message-file", "m"],
+          says: /do not combine/,
+        },
+        { args: ["--udp", "--message", "hi"], says: /do not combine/ },
+      ],
+      "message-file": [
+        { args: ["--message-file", ""], says: /expected a file name/ },
+        { args: ["--message-file", "m", "-s", "10"], says: /do not combine/ },
+        { args: ["--udp", "--message-file", "m"], says: /do not combine/ },
       ],
       ramp: countRows("--ramp", 1, 65535),
       "connect-rate": [

@@ -16,7 +16,9 @@ const PATTERN_BUDGET = 64 * 1024 * 1024;
  * each on an 8-byte boundary so that checks can compare 4 bytes at a time.
  * Connection `i` sends slot `i`, then `i + 1`, and so on (mod `slots`), so at
  * any message number no two connections (up to `slots` of them) send the same
- * bytes, and a server that mixes connections up is caught.
+ * bytes, and a server that mixes connections up is caught. Given a message
+ * (`--message`), every connection sends that message alone: a server that
+ * mixes connections up is then not told apart, the price of the user's bytes.
  */
 export class Pattern {
   /** Bytes per message. */
@@ -32,22 +34,23 @@ export class Pattern {
   /** One view per slot, made once so sending allocates nothing. */
   readonly views: Uint8Array[];
 
-  constructor(size: number, connections: number) {
-    this.size = size;
-    this.stride = Math.ceil(size / 8) * 8;
+  constructor(size: number, connections: number, message?: Uint8Array) {
+    this.size = message?.length ?? size;
+    this.stride = Math.ceil(this.size / 8) * 8;
     const wanted = Math.max(connections, 64);
-    this.slots = Math.max(
+    this.slots = message !== undefined ? 1 : Math.max(
       2,
       Math.min(wanted, Math.floor(PATTERN_BUDGET / this.stride)),
     );
     this.bytes = new Uint8Array(this.slots * this.stride);
     this.words = new Int32Array(this.bytes.buffer);
     // A fixed seed: reproducible, and no two slots alike.
-    fillXorshift32(this.words, 0x9e3779b9);
+    if (message === undefined) fillXorshift32(this.words, 0x9e3779b9);
+    else this.bytes.set(message);
     this.views = [];
     for (let s = 0; s < this.slots; s++) {
       this.views.push(
-        this.bytes.subarray(s * this.stride, s * this.stride + size),
+        this.bytes.subarray(s * this.stride, s * this.stride + this.size),
       );
     }
   }
@@ -91,4 +94,51 @@ export function countMismatches(
     if (got[gi++] !== want[wi++]) bad++;
   }
   return bad;
+}
+
+/**
+ * The bytes of `--message TEXT`: UTF-8, with tcpkali's escapes `\n`, `\r`,
+ * `\t`, `\0`, `\\` and `\xHH` for any byte.
+ *
+ * @throws {RangeError} On an unknown escape or an unfinished `\x`.
+ */
+export function decodeMessage(text: string): Uint8Array {
+  const out: number[] = [];
+  const encoder = new TextEncoder();
+  const simple: Record<string, number> = {
+    n: 10,
+    r: 13,
+    t: 9,
+    "0": 0,
+    "\\": 92,
+  };
+  let plain = "";
+  const flush = () => {
+    for (const b of encoder.encode(plain)) out.push(b);
+    plain = "";
+  };
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (c !== "\\") {
+      plain += c;
+      continue;
+    }
+    flush();
+    const e = text[i + 1];
+    if (e !== undefined && e in simple) {
+      out.push(simple[e]!);
+      i++;
+    } else if (e === "x" && /^[0-9a-fA-F]{2}$/.test(text.slice(i + 2, i + 4))) {
+      out.push(parseInt(text.slice(i + 2, i + 4), 16));
+      i += 3;
+    } else {
+      throw new RangeError(
+        `Cannot read the escape "\\${
+          e ?? ""
+        }" in "${text}": expected \\n, \\r, \\t, \\0, \\\\ or \\xHH`,
+      );
+    }
+  }
+  flush();
+  return new Uint8Array(out);
 }

@@ -299,6 +299,8 @@ export interface ReportInput {
   intervals: LoadInterval[];
   /** How the run ended. */
   ended: LoadEnd;
+  /** The percentiles the summaries list. */
+  percentiles: readonly number[];
 }
 
 /**
@@ -316,7 +318,7 @@ export function buildReport(input: ReportInput): LoadReport {
     connectsPerSecond: connectMs > 0
       ? Math.round(tally.everConnected / (connectMs / 1000))
       : 0,
-    connect: summarize(input.connect),
+    connect: summarize(input.connect, input.percentiles),
     connectFailures: tally.connectFailures,
     resets: tally.resets,
     closedByServer: tally.closedByServer,
@@ -330,7 +332,7 @@ export function buildReport(input: ReportInput): LoadReport {
     mismatchedBytes: tally.mismatchedBytes,
     missingBytes: tally.missingBytes,
     extraBytes: tally.extraBytes,
-    latency: summarize(input.latency),
+    latency: summarize(input.latency, input.percentiles),
     cpu: cpuReport(input.cpu, seconds),
     intervals: input.intervals,
     errors: [...tally.errors],

@@ -30,6 +30,11 @@ export interface LatencySummary {
   /** Slowest. */
   max: number;
   /**
+   * The percentiles asked for (`--percentiles`, default 50, 90, 99, 99.9),
+   * by their number as written (`"99.9"`).
+   */
+  percentiles: Record<string, number>;
+  /**
    * Every sample, as HdrHistogram's standard form (V2 compressed, base64,
    * values in ns): any HdrHistogram implementation reads it, and
    * `tools/load.ts merge` merges runs with it.
@@ -37,12 +42,46 @@ export interface LatencySummary {
   histogram: string;
 }
 
+/** The percentiles a summary lists unless told others: tcpkali's. */
+export const DEFAULT_PERCENTILES: readonly number[] = [50, 90, 99, 99.9];
+
+/**
+ * Reads a list of percentiles such as `50,90,99,99.9` (tcpkali's
+ * `--latency-percentiles`): numbers above 0 up to 100, at most 20, sorted,
+ * each once.
+ *
+ * @throws {RangeError} Naming the bad item and what is expected.
+ */
+export function parsePercentiles(text: string): number[] {
+  const list: number[] = [];
+  for (const item of text.split(",").map((t) => t.trim())) {
+    const p = /^(\d+(\.\d*)?|\.\d+)$/.test(item) ? Number(item) : NaN;
+    if (!(p > 0 && p <= 100)) {
+      throw new RangeError(
+        `Cannot parse percentile "${item}" of "${text}": expected numbers above 0 up to 100, as 50,90,99,99.9`,
+      );
+    }
+    if (!list.includes(p)) list.push(p);
+  }
+  if (list.length > 20) {
+    throw new RangeError(
+      `Cannot use ${list.length} percentiles in "${text}": at most 20`,
+    );
+  }
+  return list.sort((a, b) => a - b);
+}
+
 /**
  * The percentiles of `h`, to the µs: the histogram holds a value to within
  * 1/1024 of itself, and a round trip through a kernel takes microseconds, so
  * more digits would say nothing.
  */
-export function summarize(h: LatencyHistogram): LatencySummary {
+export function summarize(
+  h: LatencyHistogram,
+  percentiles: readonly number[] = DEFAULT_PERCENTILES,
+): LatencySummary {
+  const listed: Record<string, number> = {};
+  for (const p of percentiles) listed[String(p)] = round(h.percentile(p), 3);
   return {
     samples: h.count,
     min: round(h.min, 3),
@@ -52,6 +91,7 @@ export function summarize(h: LatencyHistogram): LatencySummary {
     p99: round(h.percentile(99), 3),
     p999: round(h.percentile(99.9), 3),
     max: round(h.max, 3),
+    percentiles: listed,
     histogram: h.encode(),
   };
 }
@@ -87,8 +127,16 @@ export function count(n: number): string {
 }
 
 /** The percentiles of a summary as the reports print them. */
-export function formatPercentiles(l: LatencySummary): string {
-  return `p50 ${l.p50}  p90 ${l.p90}  p99 ${l.p99}  p99.9 ${l.p999}  max ${l.max}`;
+export function formatPercentiles(
+  l: Pick<LatencySummary, "p50" | "p90" | "p99" | "p999" | "max"> & {
+    percentiles?: Record<string, number>;
+  },
+): string {
+  // A report written before --percentiles has the four fixed ones only.
+  const asked = l.percentiles ??
+    { "50": l.p50, "90": l.p90, "99": l.p99, "99.9": l.p999 };
+  const listed = Object.entries(asked).map(([p, v]) => `p${p} ${v}`);
+  return `${listed.join("  ")}  max ${l.max}`;
 }
 
 /** What this process used of the CPU during a run. */

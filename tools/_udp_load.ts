@@ -99,6 +99,8 @@ export interface UdpLoadOptions {
   interval?: number;
   /** Called at each interval's end with its figures. */
   onInterval?: (interval: UdpLoadInterval) => void;
+  /** The percentiles the report lists. Default 50, 90, 99, 99.9. */
+  percentiles?: readonly number[];
   /**
    * Called with each interval's histogram as it ends (`start`, `end`:
    * seconds since the sending started), then once with the echoes of the
@@ -853,7 +855,7 @@ export async function runUdpLoad(
       megabytesPerSecond: seconds > 0
         ? round(tally.bytesReceived / seconds / 1e6, 2)
         : 0,
-      latency: summarize(latency),
+      latency: summarize(latency, options.percentiles),
       jitterMs,
       packets: tally.sent,
       "lost_packets": lost,

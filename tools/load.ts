@@ -40,6 +40,7 @@ import process from "node:process";
 import {
   CliError,
   type CommandSpec,
+  describeError,
   EXIT_INTERRUPTED,
   MAX_TIMER_MS,
   parseCommandLine,
@@ -65,15 +66,28 @@ import { StatusLine } from "../_status_line.ts";
 import { LatencyHistogram } from "./_histogram.ts";
 import {
   type CpuReport,
+  DEFAULT_PERCENTILES,
   type IntervalLatency,
   intervalLatency,
   type LatencySummary,
+  parsePercentiles,
   round,
 } from "./_report.ts";
 import { runIntervals } from "./_load_interval.ts";
 import { OUTPUT_OPTIONS, RunOutputs } from "./_hdr_outputs.ts";
 import { mergeMain } from "./_merge.ts";
-import { Pattern } from "./_load_pattern.ts";
+import { decodeMessage, Pattern } from "./_load_pattern.ts";
+import {
+  type CapacityOptions,
+  type CapacityReport,
+  type CapacityStep,
+  formatCapacityAnswer,
+  formatCapacityProbe,
+  formatCapacityStart,
+  formatCapacityStep,
+  searchCapacity,
+} from "./_load_capacity.ts";
+import { capacitySvg } from "./_plot.ts";
 import {
   describeConnectError,
   Flow,
@@ -115,6 +129,7 @@ import {
 export { LatencyHistogram };
 export type { CpuReport, IntervalLatency, LatencySummary };
 export { formatReport };
+export type { CapacityOptions, CapacityReport, CapacityStep };
 export type {
   LoadEnd,
   LoadEngine,
@@ -194,6 +209,14 @@ export interface LoadOptions {
   interval?: number;
   /** Called at each interval's end with its figures. */
   onInterval?: (interval: LoadInterval) => void;
+  /** The percentiles the report lists. Default 50, 90, 99, 99.9. */
+  percentiles?: readonly number[];
+  /**
+   * The bytes every message carries (tcpkali's `--message`), instead of
+   * random ones; `size` is then its length. Every byte is still checked, but
+   * connections that all send the same bytes cannot be told apart.
+   */
+  message?: Uint8Array;
   /**
    * Called with each interval's histogram as it ends (`start`, `end`:
    * seconds since the traffic started), then once with the echoes that
@@ -261,7 +284,7 @@ function validate(name: string, value: number, min: number, max: number) {
 export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   const connections = options.connections ?? 50;
   const idle = options.idle ?? 0;
-  const size = options.size ?? 64;
+  const size = options.message?.length ?? options.size ?? 64;
   const mode = options.mode ?? "pingpong";
   const duration = options.duration ?? 5_000;
   const rate = options.rate ?? 0;
@@ -320,7 +343,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   const started = new Promise<void>((resolve) => begin = resolve);
   const run: Run = {
     tally,
-    pattern: new Pattern(size, connections),
+    pattern: new Pattern(size, connections, options.message),
     histogram: new LatencyHistogram(),
     transport: endpoint.transport,
     size,
@@ -549,6 +572,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
       cpu,
       intervals,
       ended,
+      percentiles: options.percentiles ?? DEFAULT_PERCENTILES,
     });
   } finally {
     if (ticker !== undefined) clearInterval(ticker);
@@ -558,6 +582,34 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     for (const flow of flows) flow.close();
     for (const flow of idlers) flow.close();
   }
+}
+
+/**
+ * Capacity search (tcpkali's `-r @latency`): the highest total message rate
+ * at which the server's p99 stays under `targetP99` ms. A closed-loop probe,
+ * then open-loop {@linkcode runLoad} steps of `duration` each (at most
+ * `maxSteps`, default 12): the rate doubles from an eighth of the probe's
+ * until a step misses (p99 over the target, under 95% of the rate achieved,
+ * or an error), then bisects to within 5%.
+ *
+ * Requires `--allow-net` to the server's address, as {@linkcode runLoad}.
+ *
+ * @param options As {@linkcode runLoad}'s (`rate` is set by the search),
+ * plus `targetP99`.
+ * @returns Every step and the answer.
+ * @throws {RangeError} On an option out of range.
+ *
+ * @example
+ * ```ts ignore
+ * import { runCapacitySearch } from "./load.ts";
+ * const r = await runCapacitySearch({ port: 39304, targetP99: 5 });
+ * console.log(r.answer, r.steps.length);
+ * ```
+ */
+export function runCapacitySearch(
+  options: CapacityOptions,
+): Promise<CapacityReport> {
+  return searchCapacity(runLoad, options);
 }
 
 /**
@@ -619,7 +671,25 @@ const SPEC: CommandSpec = {
       type: "string",
       arg: "MSGS_PER_S",
       description:
-        "Messages per second per connection, open loop (latency counts from when each was due).",
+        "Messages per second per connection, open loop (latency counts from when each was due). @P99MS: capacity search, the highest total rate whose p99 stays under P99MS ms (a closed-loop probe, then at most 12 steps of -d each, doubling, then bisecting to 5%).",
+    },
+    percentiles: {
+      type: "string",
+      default: "50,90,99,99.9",
+      arg: "LIST",
+      description: "Latency percentiles the report lists (as tcpkali).",
+    },
+    message: {
+      type: "string",
+      arg: "TEXT",
+      description:
+        "Send TEXT as every message (escapes \\n \\r \\t \\0 \\\\ \\xHH), checked byte for byte; its length is the size.",
+    },
+    "message-file": {
+      type: "string",
+      arg: "FILE",
+      description:
+        "Send the bytes of FILE as every message (needs --allow-read=FILE), checked byte for byte.",
     },
     ramp: {
       type: "string",
@@ -794,6 +864,8 @@ const TCP_ONLY: Record<string, string | undefined> = {
   "connect-rate": undefined,
   "connect-timeout": "5",
   "drain-timeout": "5",
+  message: undefined,
+  "message-file": undefined,
 };
 
 /**
@@ -821,9 +893,15 @@ async function udpMain(
   const port = parseInteger(v.port, "--port", 1, 65535);
   const flows = parseInteger(v.connections, "--connections", 1, MAX_FLOWS);
   const size = parseInteger(v.size, "--size", UDP_HEADER, MAX_DATAGRAM);
+  if (String(v.rate ?? "").startsWith("@")) {
+    throw new UsageError(
+      "--rate @P99MS and --udp do not combine: capacity search is for the TCP modes",
+    );
+  }
   const rate = v.rate === undefined
     ? DEFAULT_UDP_RATE
     : parseRate(v.rate, "--rate", "datagrams", "flood");
+  const percentiles = parsePercentileOption(v.percentiles);
   const count = v.count === undefined
     ? 0
     : parseInteger(v.count, "--count", 1, 1_000_000_000);
@@ -857,6 +935,7 @@ async function udpMain(
       maxLoss,
       signal: shutdown.signal,
       interval,
+      percentiles,
       onInterval: intervalPrinter(print, status, formatUdpInterval),
       onProgress: print.progress
         ? (p) => status.show(udpProgressParts(p))
@@ -934,20 +1013,21 @@ export async function main(args: string[]): Promise<number> {
         `at most ${MAX_CONNECTIONS} connections in all (each takes a local port)`,
     );
   }
-  const size = parseInteger(v.size, "--size", 1, 16 * 1024 * 1024);
+  const messageText = parseMessageOption(v);
+  const size = messageText?.length ??
+    parseInteger(v.size, "--size", 1, MAX_SIZE);
   const window = parseInteger(v.window, "--window", 1, MAX_WINDOW);
-  const bytes = flowBytes({ mode, size, window, connections, idle });
-  if (bytes > MAX_FLOW_BYTES) {
-    const gib = (n: number) => `${(n / 1024 ** 3).toFixed(1)} GiB`;
-    const what = mode === "stream"
-      ? `--window "${window}" with --size "${size}" and`
-      : `--size "${size}" with`;
+  checkFlowBytes({ mode, size, window, connections, idle });
+  const targetP99 = parseCapacityTarget(v);
+  const rate = targetP99 === undefined
+    ? parseRate(v.rate, "--rate", "messages")
+    : 0;
+  if (targetP99 !== undefined && connections === 0) {
     throw new UsageError(
-      `Cannot use ${what} ${connections + idle} connections: their buffers ` +
-        `would take ${gib(bytes)}, at most ${gib(MAX_FLOW_BYTES)}`,
+      "--rate @P99MS needs connections that carry traffic: not with --connections 0",
     );
   }
-  const rate = parseRate(v.rate, "--rate", "messages");
+  const percentiles = parsePercentileOption(v.percentiles);
   const connectRate = parseRate(
     v["connect-rate"],
     "--connect-rate",
@@ -964,10 +1044,13 @@ export async function main(args: string[]): Promise<number> {
   // Last: it reads the certificate files, a failure that is not a usage
   // mistake.
   const endpoint = await parseClientEndpoint(v);
-  using outputs = await RunOutputs.open(v, "Logged by tools/load.ts");
+  const message = messageText ?? await readMessageFile(v["message-file"]);
+  if (message !== undefined && message !== messageText) {
+    checkFlowBytes({ mode, size: message.length, window, connections, idle });
+  }
   using status = new StatusLine();
   using shutdown = shutdownSignal();
-  const report = await runLoad({
+  const options: LoadOptions = {
     ...(endpoint.transport === "unix" ? { unix: endpoint.path } : {
       hostname: endpoint.hostname,
       port: endpoint.port,
@@ -979,22 +1062,31 @@ export async function main(args: string[]): Promise<number> {
     mode,
     engine,
     duration,
-    rate,
     ramp,
     connectRate,
     window,
     connectTimeout,
     drainTimeout,
+    percentiles,
+    ...(message === undefined ? {} : { message }),
     signal: shutdown.signal,
+    onProgress: print.progress
+      ? (p) => status.show(progressParts(p))
+      : undefined,
+  };
+  if (targetP99 !== undefined) {
+    return await capacityMain(v, options, targetP99, print, status);
+  }
+  using outputs = await RunOutputs.open(v, "Logged by tools/load.ts");
+  const report = await runLoad({
+    ...options,
+    rate,
     interval,
     onInterval: intervalPrinter(
       print,
       status,
       (i: LoadInterval) => formatInterval(i, connections + idle),
     ),
-    onProgress: print.progress
-      ? (p) => status.show(progressParts(p))
-      : undefined,
     onHistogram: outputs.onHistogram,
   });
   status.clear();
@@ -1003,6 +1095,230 @@ export async function main(args: string[]): Promise<number> {
     `load.ts: ${report.mode} of ${report.size}-byte messages, ${report.connections} connections`,
   );
   return finish(report, print, v["allow-errors"] === true);
+}
+
+/**
+ * Refuses a run whose connections' buffers would take more than
+ * {@linkcode MAX_FLOW_BYTES}.
+ *
+ * @throws {UsageError} Saying what they would take.
+ */
+function checkFlowBytes(
+  o: {
+    mode: LoadMode;
+    size: number;
+    window: number;
+    connections: number;
+    idle: number;
+  },
+): void {
+  const bytes = flowBytes(o);
+  if (bytes <= MAX_FLOW_BYTES) return;
+  const gib = (n: number) => `${(n / 1024 ** 3).toFixed(1)} GiB`;
+  const what = o.mode === "stream"
+    ? `--window "${o.window}" with --size "${o.size}" and`
+    : `--size "${o.size}" with`;
+  throw new UsageError(
+    `Cannot use ${what} ${o.connections + o.idle} connections: their buffers ` +
+      `would take ${gib(bytes)}, at most ${gib(MAX_FLOW_BYTES)}`,
+  );
+}
+
+/** Largest message: `--size`, `--message`, `--message-file`. */
+const MAX_SIZE = 16 * 1024 * 1024;
+
+/**
+ * `--message TEXT` as bytes, or undefined without it; refuses it beside
+ * `--message-file` or a `--size` of another length.
+ *
+ * @throws {UsageError} On those, an empty message or a bad escape.
+ */
+function parseMessageOption(
+  v: Record<string, string | boolean | (string | boolean)[] | undefined>,
+): Uint8Array | undefined {
+  const text = v.message;
+  const file = v["message-file"];
+  if (text !== undefined && file !== undefined) {
+    throw new UsageError(
+      "--message and --message-file do not combine: give the payload one way",
+    );
+  }
+  if (text === undefined && file === undefined) return undefined;
+  if (String(v.size) !== "64") {
+    throw new UsageError(
+      `--size and --${
+        text === undefined ? "message-file" : "message"
+      } do not combine: the message's length is the size`,
+    );
+  }
+  if (file !== undefined) {
+    if (String(file) === "") {
+      throw new UsageError(
+        'Cannot use --message-file "": expected a file name',
+      );
+    }
+    return undefined;
+  }
+  let bytes: Uint8Array;
+  try {
+    bytes = decodeMessage(String(text));
+  } catch (error) {
+    throw new UsageError(`--message: ${(error as Error).message}`);
+  }
+  if (bytes.length === 0 || bytes.length > MAX_SIZE) {
+    throw new UsageError(
+      `Cannot use --message "${text}": expected 1 to ${MAX_SIZE} bytes`,
+    );
+  }
+  return bytes;
+}
+
+/**
+ * The bytes of `--message-file FILE`, or undefined without it. Reading is
+ * a runtime failure (exit 1), saying which permission is missing; an empty
+ * or too large file is a usage mistake.
+ *
+ * @throws {CliError} When the file cannot be read.
+ * @throws {UsageError} When it is empty or larger than 16 MiB.
+ */
+async function readMessageFile(
+  file: unknown,
+): Promise<Uint8Array | undefined> {
+  if (file === undefined) return undefined;
+  const path = String(file);
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch (error) {
+    const grant = error instanceof Deno.errors.NotCapable ||
+        error instanceof Deno.errors.PermissionDenied
+      ? ` (grant --allow-read=${path})`
+      : "";
+    throw new CliError(
+      `Cannot read --message-file ${path}: ${describeError(error)}${grant}`,
+    );
+  }
+  if (bytes.length === 0 || bytes.length > MAX_SIZE) {
+    throw new UsageError(
+      `Cannot use --message-file ${path}: ${bytes.length} bytes, expected 1 to ${MAX_SIZE}`,
+    );
+  }
+  return bytes;
+}
+
+/**
+ * `--percentiles LIST` as numbers (the default is in the option spec).
+ *
+ * @throws {UsageError} On a bad list.
+ */
+function parsePercentileOption(value: unknown): number[] {
+  try {
+    return parsePercentiles(String(value));
+  } catch (error) {
+    throw new UsageError(
+      `--percentiles: ${(error as Error).message}`,
+    );
+  }
+}
+
+/**
+ * The p99 target of `--rate @P99MS` (capacity search), in ms, or undefined
+ * for a plain rate; refuses the options a search does not take.
+ *
+ * @throws {UsageError} On a bad target or an option that does not combine.
+ */
+function parseCapacityTarget(
+  v: Record<string, string | boolean | (string | boolean)[] | undefined>,
+): number | undefined {
+  const text = v.rate === undefined ? "" : String(v.rate);
+  if (!text.startsWith("@")) return undefined;
+  const body = text.slice(1);
+  const ms = /^\s*(\d+(\.\d*)?|\.\d+)\s*$/.test(body) ? Number(body) : NaN;
+  if (!(ms >= 0.001 && ms <= 600_000)) {
+    throw new UsageError(
+      `Cannot parse --rate "${text}": expected @P99MS, a p99 target of 0.001 to 600000 ms, as @5`,
+    );
+  }
+  for (const name of ["interval", "histogram-log"]) {
+    if (v[name] !== undefined) {
+      throw new UsageError(
+        `--${name} and --rate @P99MS do not combine: a capacity search reports steps, not intervals`,
+      );
+    }
+  }
+  return ms;
+}
+
+/**
+ * The command line of a capacity search (`--rate @P99MS`): prints the probe
+ * and each step as they end (text lines, or JSON lines with
+ * `--json-stream`), then the answer; `--svg` draws p99 against the offered
+ * rate. Returns the exit code.
+ */
+async function capacityMain(
+  v: Record<string, string | boolean | (string | boolean)[] | undefined>,
+  options: LoadOptions,
+  targetP99: number,
+  print: Printing,
+  status: StatusLine,
+): Promise<number> {
+  const say = (event: string, data: unknown, text: () => string) => {
+    if (print.report === "json") return;
+    status.clear();
+    console.log(
+      print.report === "json-stream" ? JSON.stringify({ event, data }) : text(),
+    );
+  };
+  say("start", { targetP99 }, () =>
+    formatCapacityStart({
+      targetP99,
+      connections: options.connections ?? 50,
+      seconds: (options.duration ?? 5_000) / 1000,
+    }));
+  const svg = v.svg === undefined ? undefined : String(v.svg);
+  // Open the picture's file first: a path that cannot be written fails now.
+  using file = svg === undefined ? undefined : await createFile("--svg", svg);
+  const report = await runCapacitySearch({
+    ...options,
+    targetP99,
+    onProbe: (p) => say("probe", p, () => formatCapacityProbe(p)),
+    onStep: (s) => say("step", s, () => formatCapacityStep(s, targetP99)),
+  });
+  status.clear();
+  if (file !== undefined) {
+    await file.write(
+      new TextEncoder().encode(capacitySvg({
+        title: `capacity of ${report.target}: p99 under ${targetP99} ms`,
+        subtitle:
+          `${report.connections} connections, ${report.mode} of ${report.size}-byte messages, ${report.stepSeconds} s a step`,
+        steps: report.steps,
+        targetP99,
+        ...(report.answer === null ? {} : { answer: report.answer }),
+      })),
+    );
+  }
+  printReport(report, print, formatCapacityAnswer);
+  if (report.interrupted) return EXIT_INTERRUPTED;
+  return report.ok ? 0 : 1;
+}
+
+/**
+ * Opens `path` for writing (truncated), as a picture's file.
+ *
+ * @throws {CliError} In one line, with the permission to grant.
+ */
+async function createFile(option: string, path: string): Promise<Deno.FsFile> {
+  try {
+    return await Deno.open(path, { write: true, create: true, truncate: true });
+  } catch (error) {
+    const grant = error instanceof Deno.errors.NotCapable ||
+        error instanceof Deno.errors.PermissionDenied
+      ? ` (grant --allow-write=${path})`
+      : "";
+    throw new CliError(
+      `Cannot write ${option} ${path}: ${describeError(error)}${grant}`,
+    );
+  }
 }
 
 /** What the command line prints while a run goes and at its end. */
