@@ -1,8 +1,9 @@
 /**
  * Baseline for `deno task bench`: the echo the Deno docs show,
  * `conn.readable.pipeTo(conn.writable)`. Short to write; the bench
- * measured it at 0.16x a read/write loop, and `conn.readable` closes the
- * whole connection at the peer's EOF (denoland/deno#22258).
+ * measured it at 0.21x a read/write loop (docs/performance.md), and
+ * `conn.readable` closes the whole connection at the peer's EOF
+ * (denoland/deno#22258).
  *
  * Usage: `deno run --allow-net=127.0.0.1 bench/_pipe_echo.ts --port 0`;
  * prints `listening on HOST:PORT`, stops on SIGTERM, SIGINT or SIGHUP
