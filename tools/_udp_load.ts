@@ -23,7 +23,12 @@
 
 import dns from "node:dns";
 import process from "node:process";
-import { describeError, isClosed, sleep } from "../_cli.ts";
+import { CliError, describeError, isClosed, sleep } from "../_cli.ts";
+import {
+  describeShortage,
+  isTooManyOpenFiles,
+  openFilesLimit,
+} from "./_load_nofile.ts";
 import {
   formatSpan,
   type IntervalSpan,
@@ -627,6 +632,8 @@ function validate(name: string, value: number, min: number, max: number) {
  * @returns The measured report.
  * @throws {RangeError} On an option out of range, or a name that does not
  * resolve.
+ * @throws {CliError} When a flow's socket cannot be opened for want of a
+ * file descriptor (the open-files limit), saying how to raise it.
  *
  * @example
  * ```ts ignore
@@ -746,11 +753,19 @@ export async function runUdpLoad(
   };
   try {
     for (let i = 0; i < flows; i++) {
-      const conn = Deno.listenDatagram({
-        transport: "udp",
-        hostname: bind,
-        port: 0,
-      });
+      let conn: Deno.DatagramConn;
+      try {
+        conn = Deno.listenDatagram({
+          transport: "udp",
+          hostname: bind,
+          port: 0,
+        });
+      } catch (error) {
+        if (!isTooManyOpenFiles(error)) throw error;
+        throw new CliError(
+          describeShortage(`-c ${flows} flows`, flows, await openFilesLimit()),
+        );
+      }
       sockets.push(new UdpFlow(i, conn, size, ring));
     }
     const receiving = sockets.map((flow) => receiver(run, flow));

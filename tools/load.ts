@@ -63,6 +63,12 @@ import {
   type TlsClientOptions,
 } from "../_net.ts";
 import { StatusLine } from "../_status_line.ts";
+import {
+  checkOpenFiles,
+  describeShortage,
+  isTooManyOpenFiles,
+  openFilesLimit,
+} from "./_load_nofile.ts";
 import { LatencyHistogram } from "./_histogram.ts";
 import {
   type CpuReport,
@@ -273,6 +279,8 @@ function validate(name: string, value: number, min: number, max: number) {
  * @param options What to run; only `port` (or `unix`) is required.
  * @returns The measured report.
  * @throws {RangeError} On an option out of range.
+ * @throws {CliError} When a connect fails for want of a file descriptor
+ * (the open-files limit), saying how to raise it.
  *
  * @example
  * ```ts ignore
@@ -414,6 +422,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   // ready to send (TCP connect, plus the TLS handshake).
   const connectHistogram = new LatencyHistogram();
   const connectInterval = connectRate > 0 ? 1000 / connectRate : 0;
+  /** Set when a connect failed for want of a file descriptor. */
+  let shortage: string | undefined;
   async function connector(): Promise<void> {
     while (next < connections + idle && !stopper.signal.aborted) {
       const i = next++;
@@ -438,6 +448,17 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
         tally.opened(i < connections);
         adopt(i, conn);
       } catch (error) {
+        if (isTooManyOpenFiles(error)) {
+          // This machine's limit, not the server's doing: the run cannot
+          // be what was asked, so it stops, saying how to raise it.
+          shortage ??= describeShortage(
+            `-c ${connections}${idle > 0 ? ` + --idle ${idle}` : ""}`,
+            connections + idle,
+            await openFilesLimit(),
+          );
+          stopper.abort();
+          return;
+        }
         tally.connectFailures++;
         tally.note(
           `cannot connect to ${target}: ${
@@ -454,6 +475,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     await Promise.all(
       Array.from({ length: Math.min(ramp, connections + idle) }, connector),
     );
+    if (shortage !== undefined) throw new CliError(shortage);
     const connectMs = performance.now() - rampStart;
     if (tally.everConnected === 0 && ended === "duration") {
       ended = "unconnected";
@@ -810,6 +832,10 @@ it (latency.histogram), and \`tools/load.ts merge REPORT...\` merges the reports
 (or --histogram-log logs) of runs on several machines against one server into
 one: counts summed, percentiles of the merged histogram (merge --help).
 
+Open files: every connection (every --udp flow) is one. Deno raises its soft
+limit to the hard one as it starts; a run past the hard limit stops with one
+line saying how to raise it (with --allow-run=prlimit, before it connects).
+
 The connect phase (TCP connect, plus the TLS handshake with --tls) has its own
 percentiles and connects/s in the report: with --tls -c 0 --idle N, connects/s
 is handshakes per second; --connect-rate paces them.
@@ -918,6 +944,7 @@ async function udpMain(
     }
   }
   const { interval, print } = parseReporting(v);
+  await checkOpenFiles(`-c ${flows} flows`, flows);
   using outputs = await RunOutputs.open(v, "Logged by tools/load.ts --udp");
   using status = new StatusLine();
   using shutdown = shutdownSignal();
@@ -1044,6 +1071,10 @@ export async function main(args: string[]): Promise<number> {
   // Last: it reads the certificate files, a failure that is not a usage
   // mistake.
   const endpoint = await parseClientEndpoint(v);
+  await checkOpenFiles(
+    `-c ${connections}${idle > 0 ? ` + --idle ${idle}` : ""}`,
+    connections + idle,
+  );
   const message = messageText ?? await readMessageFile(v["message-file"]);
   if (message !== undefined && message !== messageText) {
     checkFlowBytes({ mode, size: message.length, window, connections, idle });
