@@ -439,6 +439,15 @@ export function runEchoServer(
     listener.close();
     await accepting;
     engine.drain();
+    // Said once the listener is closed: an operator (or a test) sees that
+    // the stop has begun, and what it waits for.
+    if (core.sessions.size > 0) {
+      core.log(
+        `stopped accepting: draining ${core.sessions.size} connections (grace ${
+          grace / 1000
+        } s)`,
+      );
+    }
     const timer = new AbortController();
     const drained = await Promise.race([
       core.whenEmpty().then(() => true),
