@@ -106,6 +106,10 @@ async function underLoad(title: string, server: EchoServer): Promise<boolean> {
       console.log(`load   | ${line}`);
     }
     ok = report.ok;
+    // The load has closed its connections; let the server see every close
+    // before it stops, so that it has nothing left to drain.
+    await server.until((stats) => stats.active === 0, AbortSignal.timeout(2000))
+      .catch(() => {});
   } finally {
     console.log(`server | ${formatStats(await server.close())}`);
   }
