@@ -262,3 +262,61 @@ Deno.test("load.ts --rate @P99MS in text prints the probe, each step and the ans
   assert.match(out.stdout, /^answer: [\d,]+ msg\/s with p99 [\d.]+ ms/m);
   assert.match(lines.at(-1)!, /^result: ok$/);
 });
+
+Deno.test("load.ts --rate @P99MS --svg draws p99 against the offered rate", async () => {
+  await using server = limitedServer(2_000, 64);
+  await Deno.mkdir(SOCKET_DIR, { recursive: true });
+  const path = `${SOCKET_DIR}/capacity.svg`;
+  try {
+    const out = await runScript(LOAD, [
+      "-p",
+      String(server.port),
+      "-c",
+      "2",
+      "-d",
+      "0.3",
+      "--rate",
+      "@25",
+      "--json",
+      "-q",
+      "--svg",
+      path,
+    ], {
+      perms: ["--allow-net=127.0.0.1", `--allow-write=${path}`],
+    });
+    assert.equal(out.code, 0, out.stderr);
+    const report = JSON.parse(out.stdout);
+    const svg = await Deno.readTextFile(path);
+    assert.match(svg, /^<svg[^>]*xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
+    assert.match(svg, /target p99/);
+    assert.match(svg, /p99 under 25 ms/);
+    // One dot per step.
+    assert.equal(
+      (svg.match(/<circle/g) ?? []).length >= report.steps.length,
+      true,
+      svg,
+    );
+    // Without write permission: one line, before any step runs.
+    const denied = await runScript(LOAD, [
+      "-p",
+      String(server.port),
+      "-c",
+      "2",
+      "-d",
+      "0.3",
+      "--rate",
+      "@25",
+      "-q",
+      "--svg",
+      path,
+    ], { perms: ["--allow-net=127.0.0.1"] });
+    assert.equal(denied.code, 1);
+    assert.equal(denied.stdout, "");
+    assert.match(
+      denied.stderr.trim(),
+      new RegExp(`^error: Cannot write --svg ${path}: .*--allow-write=${path}`),
+    );
+  } finally {
+    await Deno.remove(path).catch(() => {});
+  }
+});

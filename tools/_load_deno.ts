@@ -8,7 +8,7 @@
  * @module
  */
 
-import { isClosed, sleep } from "../_cli.ts";
+import { isClosed } from "../_cli.ts";
 import { writeAll } from "../_net.ts";
 import {
   consume,
@@ -81,7 +81,7 @@ async function connPingpong(
   while (!run.stop.aborted && !flow.done) {
     const start = dueTime(run, flow);
     if (start < 0) {
-      await sleep(flow.due - performance.now(), run.stop);
+      await run.pacer.wait(flow.due);
       continue;
     }
     const message = nextMessage(run, flow, start);
@@ -112,7 +112,7 @@ async function connWriter(
     }
     const start = dueTime(run, flow);
     if (start < 0) {
-      await sleep(flow.due - performance.now(), run.stop);
+      await run.pacer.wait(flow.due);
       continue;
     }
     await writeAll(conn, nextMessage(run, flow, start));

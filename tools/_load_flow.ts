@@ -18,6 +18,7 @@ import {
 import type { LatencyHistogram } from "./_histogram.ts";
 import { countMismatches, type Pattern } from "./_load_pattern.ts";
 import { ErrorSamples } from "./_report.ts";
+import { type Pacer, SLACK } from "./_load_pacer.ts";
 
 /** How each connection drives the server. */
 export type LoadMode = "pingpong" | "stream";
@@ -90,6 +91,8 @@ export interface Run {
   readonly window: number;
   /** Milliseconds between messages of one connection; 0 is closed loop. */
   readonly interval: number;
+  /** Open loop: wakes each connection when its next message is due. */
+  readonly pacer: Pacer;
   /** Aborts when traffic should stop (duration over or caller's signal). */
   readonly stop: AbortSignal;
   /** Resolves when traffic starts, once every connection is up. */
@@ -206,8 +209,8 @@ export function nextMessage(run: Run, flow: Flow, start: number): Uint8Array {
  */
 export function dueTime(run: Run, flow: Flow): number {
   if (run.interval === 0) return performance.now();
-  // Timers fire at millisecond granularity; within 0.2 ms, send now.
-  if (flow.due > performance.now() + 0.2) return -1;
+  // The pacer wakes a flow within SLACK ms of its due time.
+  if (flow.due > performance.now() + SLACK) return -1;
   const due = flow.due;
   flow.due += run.interval;
   return due;

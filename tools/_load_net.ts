@@ -122,23 +122,24 @@ export function driveNet(
   return new Promise((resolve) => {
     if (run.transport !== "unix") socket.setNoDelay(true);
     let blocked = false; // the socket's buffer is full: wait for "drain"
-    let timer: ReturnType<typeof setTimeout> | undefined; // open loop: waiting for the next due time
+    let waiting = false; // open loop: the pacer will call pump at the due time
     const finish = () => {
       if (flow.done) return;
       flow.done = true;
       run.tally.closed(flow.active);
-      if (timer !== undefined) clearTimeout(timer);
       run.stop.removeEventListener("abort", onStop);
       socket.destroy();
       resolve();
     };
     flow.close = finish;
     const pump = () => {
-      timer = undefined;
+      waiting = false;
+      if (flow.done) return;
       while (!blocked && !run.stop.aborted && windowOpen(run, flow)) {
         const start = dueTime(run, flow);
         if (start < 0) {
-          timer = setTimeout(pump, flow.due - performance.now());
+          waiting = true;
+          run.pacer.at(flow.due, pump);
           return;
         }
         blocked = !socket.write(nextMessage(run, flow, start));
@@ -151,7 +152,7 @@ export function driveNet(
     let live = false;
     socket.on("drain", () => {
       blocked = false;
-      if (live && timer === undefined) pump();
+      if (live && !waiting) pump();
     });
     socket.on("data", (chunk: Uint8Array) => {
       for (let i = 0; i < chunk.length;) {
@@ -164,7 +165,7 @@ export function driveNet(
         consume(run, flow, at, take);
         i += take;
       }
-      if (live && timer === undefined) pump();
+      if (live && !waiting) pump();
     });
     socket.on("error", (error: Error) => {
       recordFailure(run, flow, error);

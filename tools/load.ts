@@ -80,6 +80,7 @@ import {
   round,
 } from "./_report.ts";
 import { runIntervals } from "./_load_interval.ts";
+import { Pacer } from "./_load_pacer.ts";
 import { OUTPUT_OPTIONS, RunOutputs } from "./_hdr_outputs.ts";
 import { mergeMain } from "./_merge.ts";
 import { decodeMessage, Pattern } from "./_load_pattern.ts";
@@ -349,6 +350,10 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   const stopper = new AbortController();
   let begin = () => {};
   const started = new Promise<void>((resolve) => begin = resolve);
+  const pacer = new Pacer();
+  stopper.signal.addEventListener("abort", () => pacer.stop(), {
+    once: true,
+  });
   const run: Run = {
     tally,
     pattern: new Pattern(size, connections, options.message),
@@ -358,6 +363,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     connections,
     window,
     interval: rate > 0 ? 1000 / rate : 0,
+    pacer,
     stop: stopper.signal,
     started,
     startedAt: 0,
@@ -1300,15 +1306,15 @@ async function capacityMain(
       print.report === "json-stream" ? JSON.stringify({ event, data }) : text(),
     );
   };
+  const svg = v.svg === undefined ? undefined : String(v.svg);
+  // Open the picture's file first: a path that cannot be written fails now.
+  using file = svg === undefined ? undefined : await createFile("--svg", svg);
   say("start", { targetP99 }, () =>
     formatCapacityStart({
       targetP99,
       connections: options.connections ?? 50,
       seconds: (options.duration ?? 5_000) / 1000,
     }));
-  const svg = v.svg === undefined ? undefined : String(v.svg);
-  // Open the picture's file first: a path that cannot be written fails now.
-  using file = svg === undefined ? undefined : await createFile("--svg", svg);
   const report = await runCapacitySearch({
     ...options,
     targetP99,
