@@ -17,6 +17,19 @@ import type { Results } from "./_report.ts";
 const COLORS = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2"];
 const BAR_H = 7, GAP = 8, LEFT = 95, WIDTH = 380;
 
+/**
+ * The step between ticks on an axis up to `highest`: 0.5, 1, 2, 5, 10, ...,
+ * the smallest that makes at most 8 of them, however far one ratio runs (a
+ * stalled yardstick run makes ratios of thousands).
+ */
+function tickStep(highest: number): number {
+  for (let scale = 1;; scale *= 10) {
+    for (const m of [0.5, 1, 2, 5]) {
+      if (highest / (m * scale) <= 8) return m * scale;
+    }
+  }
+}
+
 /** Whether case `c` is drawn. */
 function charted(c: CaseSpec): boolean {
   return c.chart ?? !c.rss;
@@ -40,7 +53,9 @@ function panel(
       return v !== undefined && bv ? v / bv : 0;
     })
   );
-  const max = Math.ceil(Math.max(1.2, ...ratios.flat()) * 2) / 2;
+  const highest = Math.max(1.2, ...ratios.flat());
+  const step = tickStep(highest);
+  const max = Math.ceil(highest / step) * step;
   const barsTop = top + 18;
   const groupH = cases.length * BAR_H + GAP;
   const axisBottom = barsTop + servers.length * groupH;
@@ -48,21 +63,22 @@ function panel(
   const parts = [
     `<text x="4" y="${top + 8}" font-weight="bold">${escapeXml(title)}</text>`,
   ];
-  // Ticks every 0.5 up to 4, then every whole number: a ratio of 10 keeps
-  // its labels apart.
-  const step = max > 4 ? 1 : 0.5;
   for (let t = 0; t <= max + 1e-9; t += step) {
     parts.push(
       `<line x1="${x(t)}" y1="${barsTop - 3}" x2="${
         x(t)
-      }" y2="${axisBottom}" stroke="${t === 1 ? "#000" : "#ddd"}"${
-        t === 1 ? ' stroke-dasharray="3,2"' : ""
-      }/>`,
+      }" y2="${axisBottom}" stroke="#ddd"/>`,
       `<text x="${x(t)}" y="${axisBottom + 11}" text-anchor="middle">${
-        t.toFixed(1)
+        step < 1 ? t.toFixed(1) : String(t)
       }</text>`,
     );
   }
+  // The yardstick, 1.0, whatever the ticks.
+  parts.push(
+    `<line x1="${x(1)}" y1="${barsTop - 3}" x2="${
+      x(1)
+    }" y2="${axisBottom}" stroke="#000" stroke-dasharray="3,2"/>`,
+  );
   servers.forEach((s, i) => {
     const y0 = barsTop + i * groupH;
     parts.push(
