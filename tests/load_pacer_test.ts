@@ -1,0 +1,45 @@
+/**
+ * Tests of the load generator's pacer (tools/_load_pacer.ts), which wakes
+ * open-loop connections at their due times: never early, in order of due
+ * time, and all at once when stopped.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { Pacer, SLACK } from "../tools/_load_pacer.ts";
+import { xorshift32 } from "../_random.ts";
+
+Deno.test("Pacer wakes each waiter at its due time, never early, in order", async () => {
+  const pacer = new Pacer();
+  const next = xorshift32(7);
+  const start = performance.now();
+  const woken: { due: number; at: number }[] = [];
+  const dues = Array.from(
+    { length: 200 },
+    () => start + (next() % 40_000) / 1000,
+  );
+  await Promise.all(dues.map(async (due) => {
+    await pacer.wait(due);
+    woken.push({ due, at: performance.now() });
+  }));
+  assert.equal(woken.length, 200);
+  for (const w of woken) assert.ok(w.at >= w.due - SLACK, `${w.at} < ${w.due}`);
+  for (let i = 1; i < woken.length; i++) {
+    // Woken in due order (ties within the slack may go either way).
+    assert.ok(woken[i]!.due >= woken[i - 1]!.due - SLACK);
+  }
+  pacer.stop();
+});
+
+Deno.test("Pacer.stop wakes every waiter at once, and later waits return at once", async () => {
+  const pacer = new Pacer();
+  const far = performance.now() + 60_000;
+  const waits = [pacer.wait(far), pacer.wait(far + 1), pacer.wait(far - 1)];
+  pacer.stop();
+  await Promise.all(waits);
+  let woke = false;
+  pacer.at(far, () => woke = true);
+  assert.equal(woke, true);
+  await pacer.wait(far);
+});
