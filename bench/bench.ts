@@ -69,6 +69,7 @@ import {
   textTable,
 } from "./_report.ts";
 import { proxyReport, runProxyCases } from "./_proxy_cases.ts";
+import { latencyPlots } from "./_latency_plots.ts";
 import { benchServers, type ServerSpec } from "./_servers.ts";
 import { ROOT, type Started, startServer } from "./_start.ts";
 
@@ -556,6 +557,7 @@ export async function main(args: string[]): Promise<number> {
   const when = new Date().toISOString().replace(/\.\d+Z$/, "Z");
   const machine =
     `${cores} cores, ${Deno.build.os} ${Deno.build.arch}, Deno ${Deno.version.deno}`;
+  const plots = latencyPlots(active, ran, results, machine);
   const md = [
     `Measured ${when} on ${machine}${
       pin ? "; server pinned to cpu 0, load generator to cpu 1" : ""
@@ -579,6 +581,14 @@ export async function main(args: string[]): Promise<number> {
     ),
     ...(notes.length ? ["", "Notes:", ...notes.map((n) => `- ${n}`)] : []),
     ...(relays?.markdown ?? []),
+    ...(plots.length
+      ? [
+        "",
+        `Latency spectra (HdrHistogram's percentile plot, a line per server): ${
+          plots.map((p) => `[${p.title}](${p.file})`).join(", ")
+        }.`,
+      ]
+      : []),
     "",
   ].join("\n");
   await Deno.writeTextFile(`${out}/bench.md`, md);
@@ -586,6 +596,7 @@ export async function main(args: string[]): Promise<number> {
     `${out}/bench.svg`,
     svgChart(TABLES, ran, active, results, `Echo servers, ${machine}`),
   );
+  for (const p of plots) await Deno.writeTextFile(`${out}/${p.file}`, p.svg);
   tables.forEach(({ spec, rows }, i) => {
     if (spec.heading) console.log(`${i > 0 ? "\n" : ""}${spec.heading}`);
     console.log(textTable(rows));
@@ -593,9 +604,9 @@ export async function main(args: string[]): Promise<number> {
   if (relays?.text) console.log(relays.text);
   for (const n of notes) console.log(`note: ${n}`);
   console.log(
-    `wrote ${out}/bench.md and ${out}/bench.svg in ${
-      ((performance.now() - started) / 1000).toFixed(0)
-    } s`,
+    `wrote ${out}/bench.md, ${out}/bench.svg${
+      plots.length ? ` and ${plots.length} latency-*.svg` : ""
+    } in ${((performance.now() - started) / 1000).toFixed(0)} s`,
   );
   return outcome.failures > 0 ? 1 : 0;
 }
