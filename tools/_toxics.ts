@@ -152,8 +152,25 @@ const latency: ToxicType = {
       }
     }
 
+    /** Queues `chunk`, due in `delay` ms; resolves when there is room. */
+    async function enqueue(chunk: Uint8Array, delay: number): Promise<void> {
+      lastDue = Math.max(performance.now() + delay, lastDue);
+      queue.push({ chunk: chunk.slice(), due: lastDue }); // buffer reused
+      queued += chunk.length;
+      draining ??= drain();
+      while (
+        queued > LATENCY_QUEUE_BYTES && failure === undefined &&
+        !link.signal.aborted
+      ) {
+        room = Promise.withResolvers();
+        await room.promise;
+      }
+      check();
+    }
+
     return {
-      async write(chunk) {
+      // Not async: a chunk that goes straight on costs no promise of its own.
+      write(chunk) {
         check();
         const jitter = settings.jitter!;
         const delay = link.interrupt.aborted ? 0 : settings.latency! +
@@ -161,18 +178,7 @@ const latency: ToxicType = {
         if (first === queue.length && delay <= 0) {
           return link.next.write(chunk);
         }
-        lastDue = Math.max(performance.now() + delay, lastDue);
-        queue.push({ chunk: chunk.slice(), due: lastDue }); // buffer reused
-        queued += chunk.length;
-        draining ??= drain();
-        while (
-          queued > LATENCY_QUEUE_BYTES && failure === undefined &&
-          !link.signal.aborted
-        ) {
-          room = Promise.withResolvers();
-          await room.promise;
-        }
-        check();
+        return enqueue(chunk, delay);
       },
       async end() {
         while (draining !== undefined) await draining;

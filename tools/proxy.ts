@@ -365,8 +365,8 @@ export async function serveProxy(options: ProxyOptions): Promise<ProxyServer> {
           if (n > stats.peakHeld) stats.peakHeld = n;
           const chunk = n === buffer.length ? buffer : buffer.subarray(0, n);
           if (chain.head === sink) {
-            // No toxics (the hot path): the write here, without the
-            // stages' async frames, which cost about 10% a message.
+            // No toxics (the hot path): writeAll's loop inline, without the
+            // sink's and writeAll's async frames (3% of the CPU a message).
             let done = await dst.write(chunk);
             while (done < n) done += await dst.write(chunk.subarray(done));
             stats[counter] += n;
