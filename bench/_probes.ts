@@ -9,21 +9,49 @@
  * @module
  */
 
-/** Runs `sh -c script args...`; its stdout, or undefined if it failed. */
+/** What a shell command did. */
+export interface ShellResult {
+  /** Whether it exited 0. */
+  ok: boolean;
+  /** Its output. */
+  stdout: string;
+  /** Its error output, trimmed (or why it could not start). */
+  stderr: string;
+}
+
+/**
+ * Runs `sh -c script sh args...` to completion (the arguments as `$1`...,
+ * never parsed by the shell); never throws.
+ */
+export async function shell(
+  script: string,
+  ...args: string[]
+): Promise<ShellResult> {
+  try {
+    const out = await new Deno.Command("sh", {
+      args: ["-c", script, "sh", ...args],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const decoder = new TextDecoder();
+    return {
+      ok: out.success,
+      stdout: decoder.decode(out.stdout),
+      stderr: decoder.decode(out.stderr).trim(),
+    };
+  } catch (error) {
+    return { ok: false, stdout: "", stderr: (error as Error).message };
+  }
+}
+
+/** `shell`'s stdout, or undefined if it failed. */
 async function sh(
   script: string,
   ...args: string[]
 ): Promise<string | undefined> {
-  try {
-    const out = await new Deno.Command("sh", {
-      args: ["-c", script, "sh", ...args],
-      stdout: "piped",
-      stderr: "null",
-    }).output();
-    return out.success ? new TextDecoder().decode(out.stdout) : undefined;
-  } catch {
-    return undefined;
-  }
+  const out = await shell(script, ...args);
+  return out.ok ? out.stdout : undefined;
 }
 
 /** Whether `cmd` is on PATH. */

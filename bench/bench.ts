@@ -60,7 +60,7 @@ import {
   pick,
   type Runner,
 } from "./_measure.ts";
-import { onPath, openFilesLimit } from "./_probes.ts";
+import { onPath, openFilesLimit, shell } from "./_probes.ts";
 import {
   markdownTable,
   type Results,
@@ -236,19 +236,6 @@ async function build(
     : new TextDecoder().decode(cc.stderr).split("\n")[0];
 }
 
-/** Runs `sh -c script args...` to completion; its stdout, or throws. */
-async function sh(script: string, ...args: string[]): Promise<string> {
-  const out = await new Deno.Command("sh", {
-    args: ["-c", script, "sh", ...args],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  if (!out.success) {
-    throw new CliError(new TextDecoder().decode(out.stderr).trim());
-  }
-  return new TextDecoder().decode(out.stdout).trim();
-}
-
 /** A server that runs, with its command per transport and its cases. */
 interface Runnable {
   spec: ServerSpec;
@@ -395,15 +382,13 @@ export async function main(args: string[]): Promise<number> {
   // bench may write only to --out); every server removes its socket on stop.
   let socketDir: string | undefined;
   if (transports.has("unix")) {
-    try {
-      socketDir = await sh("mktemp -d");
-    } catch (error) {
+    const made = await shell("mktemp -d");
+    if (!made.ok) {
       throw new CliError(
-        `Cannot make a directory for the Unix sockets: ${
-          (error as Error).message
-        }`,
+        `Cannot make a directory for the Unix sockets: ${made.stderr}`,
       );
     }
+    socketDir = made.stdout.trim();
   }
 
   const cores = navigator.hardwareConcurrency;
@@ -523,7 +508,7 @@ export async function main(args: string[]): Promise<number> {
   try {
     outcome = await runRounds(runnable, repeat, run, serverCpu, notes);
   } finally {
-    if (socketDir !== undefined) await sh('rm -rf -- "$1"', socketDir);
+    if (socketDir !== undefined) await shell('rm -rf -- "$1"', socketDir);
   }
   // The relays' cases (tools/proxy.ts beside HAProxy, socat, a plain relay).
   const relays = transports.has("tcp") && settings.only === undefined && hasGcc
