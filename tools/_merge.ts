@@ -385,8 +385,8 @@ export const MERGE_SPEC: CommandSpec = {
     },
   },
   epilog: `Examples (one server, two machines running the load):
-  deno run --allow-net=10.0.0.5 tools/load.ts -H 10.0.0.5 -p 9000 -c 200 -d 30 --json > a.json
-  deno run --allow-net=10.0.0.5 tools/load.ts -H 10.0.0.5 -p 9000 -c 200 -d 30 --json > b.json
+  deno run --allow-net=10.0.0.5 tools/load.ts --host 10.0.0.5 -p 9000 -c 200 -d 30 --json > a.json
+  deno run --allow-net=10.0.0.5 tools/load.ts --host 10.0.0.5 -p 9000 -c 200 -d 30 --json > b.json
   deno run --allow-read=a.json,b.json tools/load.ts merge a.json b.json
 
 Permissions: --allow-read of each REPORT; --allow-write=FILE for --svg.`,
