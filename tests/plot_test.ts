@@ -134,6 +134,23 @@ Deno.test("capacitySvg marks the target, the answer and the steps that missed", 
   assert.ok(p99![0]![0] < p99![1]![0] && p99![1]![0] < p99![2]![0]);
 });
 
+Deno.test("capacitySvg takes the search's own verdict of a step when given", () => {
+  const svg = capacitySvg({
+    title: "c",
+    targetP99: 2,
+    steps: [
+      // Under the target but the rate not achieved: missed.
+      { offered: 10_000, achieved: 5_000, p50: 0.3, p99: 0.9, held: false },
+      { offered: 5_000, achieved: 5_000, p50: 0.3, p99: 0.8, held: true },
+    ],
+  });
+  const fills = [...svg.matchAll(/<circle [^>]*fill="([^"]*)"/g)].map((m) =>
+    m[1]
+  );
+  assert.deepEqual(fills.sort(), ["#4e79a7", "#fff"]);
+  assert.ok(!svg.includes("answer "));
+});
+
 Deno.test("escapeXml escapes the five XML specials", () => {
   assert.equal(
     escapeXml(`<a href="x">&'`),

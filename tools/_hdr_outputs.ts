@@ -19,7 +19,12 @@ import {
 } from "../_cli.ts";
 import { LatencyHistogram } from "./_histogram.ts";
 import { HistogramLogFile } from "./_hdr_log.ts";
-import { type IntervalPoint, latencySvg } from "./_plot.ts";
+import {
+  type CapacityStep,
+  capacitySvg,
+  type IntervalPoint,
+  latencySvg,
+} from "./_plot.ts";
 
 /** The options, for the load generator's command line. */
 export const OUTPUT_OPTIONS: Record<string, OptionSpec> = {
@@ -167,17 +172,53 @@ export class RunOutputs {
             ? { intervals: [{ label: "run", intervals }] }
             : {}),
         });
-        const bytes = new TextEncoder().encode(svg);
-        try {
-          for (let off = 0; off < bytes.length;) {
-            off += await this.#svg.file.write(bytes.subarray(off));
-          }
-        } catch (error) {
-          throw cannotWrite("--svg", this.#svg.path, error);
-        }
+        await this.#writeSvg(svg);
       }
     } finally {
       this.close();
+    }
+  }
+
+  /**
+   * Draws a capacity search (`--rate @P99MS`) into the SVG file, if asked:
+   * p99 and p50 against the offered rate, the target and the answer; then
+   * closes the files.
+   */
+  async finishCapacity(report: {
+    target: string;
+    targetP99: number;
+    steps: readonly CapacityStep[];
+    answer: number | null;
+  }): Promise<void> {
+    try {
+      await this.#writeSvg(capacitySvg({
+        title: report.answer === null
+          ? `Capacity search: no rate kept p99 under ${report.targetP99} ms`
+          : `Capacity at p99 under ${report.targetP99} ms: ${
+            Math.round(report.answer).toLocaleString("en-US")
+          } msg/s`,
+        subtitle: `${report.steps.length} steps against ${report.target}, ${
+          new Date().toISOString().slice(0, 19).replace("T", " ")
+        } UTC`,
+        steps: [...report.steps],
+        targetP99: report.targetP99,
+        ...(report.answer === null ? {} : { answer: report.answer }),
+      }));
+    } finally {
+      this.close();
+    }
+  }
+
+  /** Writes `svg` to the SVG file, if there is one. */
+  async #writeSvg(svg: string): Promise<void> {
+    if (!this.#svg) return;
+    const bytes = new TextEncoder().encode(svg);
+    try {
+      for (let off = 0; off < bytes.length;) {
+        off += await this.#svg.file.write(bytes.subarray(off));
+      }
+    } catch (error) {
+      throw cannotWrite("--svg", this.#svg.path, error);
     }
   }
 

@@ -66,6 +66,11 @@ export interface CapacityStep {
   p99: number;
   /** Errors in the step. */
   errors?: number;
+  /**
+   * Whether the step kept the target, as the search judged it (the rate
+   * achieved too); without it, p99 within the target and no error.
+   */
+  held?: boolean;
 }
 
 /** What {@linkcode capacitySvg} draws. */
@@ -518,7 +523,9 @@ export function capacitySvg(plot: CapacityPlot): string {
     );
   }
   for (const s of steps) {
-    const missed = s.p99 > plot.targetP99 || (s.errors ?? 0) > 0;
+    const missed = s.held === undefined
+      ? s.p99 > plot.targetP99 || (s.errors ?? 0) > 0
+      : !s.held;
     if (s.p99 > p.yMax) {
       // Off the top: say how far.
       body.push(
