@@ -448,6 +448,10 @@ const TABLE: Record<string, ScriptRows> = {
           args: ["--histogram-log", "run.out", "--svg", "run.out"],
           says: /would write the same file/,
         },
+        {
+          args: ["--rate", "@5", "--histogram-log", "run.hlog"],
+          says: /do not combine/,
+        },
       ],
       svg: [{ args: ["--svg", ""], says: /expected a file name/ }],
       udp: [

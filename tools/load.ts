@@ -94,7 +94,6 @@ import {
   formatCapacityStep,
   searchCapacity,
 } from "./_load_capacity.ts";
-import { capacitySvg } from "./_plot.ts";
 import {
   describeConnectError,
   Flow,
@@ -1306,9 +1305,13 @@ async function capacityMain(
       print.report === "json-stream" ? JSON.stringify({ event, data }) : text(),
     );
   };
-  const svg = v.svg === undefined ? undefined : String(v.svg);
+  if (v["histogram-log"] !== undefined) {
+    throw new UsageError(
+      "--histogram-log and --rate @P99MS do not combine: a search is many runs, the log is of one",
+    );
+  }
   // Open the picture's file first: a path that cannot be written fails now.
-  using file = svg === undefined ? undefined : await createFile("--svg", svg);
+  using outputs = await RunOutputs.open(v, "Logged by tools/load.ts");
   say("start", { targetP99 }, () =>
     formatCapacityStart({
       targetP99,
@@ -1322,40 +1325,17 @@ async function capacityMain(
     onStep: (s) => say("step", s, () => formatCapacityStep(s, targetP99)),
   });
   status.clear();
-  if (file !== undefined) {
-    await file.write(
-      new TextEncoder().encode(capacitySvg({
-        title: `capacity of ${report.target}: p99 under ${targetP99} ms`,
-        subtitle:
-          `${report.connections} connections, ${report.mode} of ${report.size}-byte messages, ${report.stepSeconds} s a step`,
-        steps: report.steps,
-        targetP99,
-        ...(report.answer === null ? {} : { answer: report.answer }),
-      })),
-    );
-  }
+  await outputs.finishCapacity({
+    title: `capacity of ${report.target}: p99 under ${targetP99} ms`,
+    subtitle:
+      `${report.connections} connections, ${report.mode} of ${report.size}-byte messages, ${report.stepSeconds} s a step`,
+    steps: report.steps,
+    targetP99,
+    ...(report.answer === null ? {} : { answer: report.answer }),
+  });
   printReport(report, print, formatCapacityAnswer);
   if (report.interrupted) return EXIT_INTERRUPTED;
   return report.ok ? 0 : 1;
-}
-
-/**
- * Opens `path` for writing (truncated), as a picture's file.
- *
- * @throws {CliError} In one line, with the permission to grant.
- */
-async function createFile(option: string, path: string): Promise<Deno.FsFile> {
-  try {
-    return await Deno.open(path, { write: true, create: true, truncate: true });
-  } catch (error) {
-    const grant = error instanceof Deno.errors.NotCapable ||
-        error instanceof Deno.errors.PermissionDenied
-      ? ` (grant --allow-write=${path})`
-      : "";
-    throw new CliError(
-      `Cannot write ${option} ${path}: ${describeError(error)}${grant}`,
-    );
-  }
 }
 
 /** What the command line prints while a run goes and at its end. */
