@@ -20,7 +20,7 @@ import {
 import { LatencyHistogram } from "./_histogram.ts";
 import { HistogramLogFile } from "./_hdr_log.ts";
 import {
-  type CapacityStep,
+  type CapacityPlot,
   capacitySvg,
   type IntervalPoint,
   latencySvg,
@@ -184,26 +184,9 @@ export class RunOutputs {
    * p99 and p50 against the offered rate, the target and the answer; then
    * closes the files.
    */
-  async finishCapacity(report: {
-    target: string;
-    targetP99: number;
-    steps: readonly CapacityStep[];
-    answer: number | null;
-  }): Promise<void> {
+  async finishCapacity(plot: CapacityPlot): Promise<void> {
     try {
-      await this.#writeSvg(capacitySvg({
-        title: report.answer === null
-          ? `Capacity search: no rate kept p99 under ${report.targetP99} ms`
-          : `Capacity at p99 under ${report.targetP99} ms: ${
-            Math.round(report.answer).toLocaleString("en-US")
-          } msg/s`,
-        subtitle: `${report.steps.length} steps against ${report.target}, ${
-          new Date().toISOString().slice(0, 19).replace("T", " ")
-        } UTC`,
-        steps: [...report.steps],
-        targetP99: report.targetP99,
-        ...(report.answer === null ? {} : { answer: report.answer }),
-      }));
+      await this.#writeSvg(capacitySvg(plot));
     } finally {
       this.close();
     }
