@@ -209,6 +209,20 @@ export function lineSplitter(): TransformStream<string, string> {
   });
 }
 
+/** Runs `argv` to completion as `options` say; what it printed. */
+export async function runCommand(
+  argv: readonly string[],
+  options: ChildOptions = {},
+): Promise<Output> {
+  const out = await command(argv, options).output();
+  const decoder = new TextDecoder();
+  return {
+    code: out.code,
+    stdout: decoder.decode(out.stdout),
+    stderr: decoder.decode(out.stderr),
+  };
+}
+
 /**
  * Runs `argv` to completion and parses the JSON report it prints on stdout;
  * if it prints none, throws its first stderr line (or its exit code, under
@@ -218,10 +232,10 @@ export async function runJson<T>(
   argv: readonly string[],
   options: ChildOptions & { name: string },
 ): Promise<T> {
-  const out = await command(argv, options).output();
-  const text = new TextDecoder().decode(out.stdout).trim();
+  const out = await runCommand(argv, options);
+  const text = out.stdout.trim();
   if (!text.startsWith("{")) {
-    const err = new TextDecoder().decode(out.stderr).trim().split("\n")[0];
+    const err = out.stderr.trim().split("\n")[0];
     throw new Error(err || `${options.name} exited ${out.code}`);
   }
   return JSON.parse(text) as T;

@@ -9,6 +9,8 @@
  * @module
  */
 
+import { runCommand } from "../_process.ts";
+
 /** What a shell command did. */
 export interface ShellResult {
   /** Whether it exited 0. */
@@ -28,17 +30,11 @@ export async function shell(
   ...args: string[]
 ): Promise<ShellResult> {
   try {
-    const out = await new Deno.Command("sh", {
-      args: ["-c", script, "sh", ...args],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const decoder = new TextDecoder();
+    const out = await runCommand(["sh", "-c", script, "sh", ...args]);
     return {
-      ok: out.success,
-      stdout: decoder.decode(out.stdout),
-      stderr: decoder.decode(out.stderr).trim(),
+      ok: out.code === 0,
+      stdout: out.stdout,
+      stderr: out.stderr.trim(),
     };
   } catch (error) {
     return { ok: false, stdout: "", stderr: (error as Error).message };

@@ -9,7 +9,7 @@
 import { Buffer } from "node:buffer";
 import { fileURLToPath } from "node:url";
 import { writeAll } from "../_net.ts";
-import { Child, type Output } from "../_process.ts";
+import { Child, type Output, runCommand } from "../_process.ts";
 import { xorshift32 } from "../_random.ts";
 
 /** The project root, as a path. */
@@ -82,20 +82,7 @@ export async function runDeno(
   args: string[],
   env: Record<string, string> = {},
 ): Promise<Output> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args,
-    cwd: ROOT,
-    env: { NO_COLOR: "1", ...env },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const decoder = new TextDecoder();
-  return {
-    code: out.code,
-    stdout: decoder.decode(out.stdout),
-    stderr: decoder.decode(out.stderr),
-  };
+  return await runCommand([Deno.execPath(), ...args], { cwd: ROOT, env });
 }
 
 /** How {@linkcode Running} starts its script. */
