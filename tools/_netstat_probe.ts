@@ -241,9 +241,12 @@ export async function waitForPort(options: WaitOptions): Promise<WaitResult> {
   let delay = WAIT_FIRST_DELAY;
   let last: CheckResult | undefined;
   for (let attempt = 1;; attempt++) {
-    const remaining = deadline - performance.now();
+    const budget = Math.max(
+      1,
+      Math.min(deadline - performance.now(), WAIT_ATTEMPT_LIMIT),
+    );
     const result = await checkPort(target, {
-      timeout: Math.max(1, Math.min(remaining, WAIT_ATTEMPT_LIMIT)),
+      timeout: budget,
       ...(options.signal ? { signal: options.signal } : {}),
     });
     if (result.status === "open") {
@@ -253,7 +256,12 @@ export async function waitForPort(options: WaitOptions): Promise<WaitResult> {
         elapsedMs: performance.now() - start,
       };
     }
-    last = result;
+    // The last attempt gets what is left of the timeout, often a
+    // millisecond: that it had no answer in time says nothing of the port
+    // (on a busy machine a refused connect takes longer), so the error
+    // names the attempt before it.
+    const cut = result.status === "no answer" && budget < WAIT_ATTEMPT_LIMIT;
+    if (!cut || last === undefined) last = result;
     options.onAttempt?.({ attempt, result });
     const left = deadline - performance.now();
     if (left <= 0) {
