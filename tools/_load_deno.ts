@@ -8,7 +8,7 @@
  * @module
  */
 
-import { isClosed } from "../_cli.ts";
+import { isClosed, sleep } from "../_cli.ts";
 import { writeAll } from "../_net.ts";
 import {
   consume,
@@ -18,6 +18,7 @@ import {
   recordClose,
   recordFailure,
   type Run,
+  wakeIn,
   windowOpen,
 } from "./_load_flow.ts";
 
@@ -81,7 +82,7 @@ async function connPingpong(
   while (!run.stop.aborted && !flow.done) {
     const start = dueTime(run, flow);
     if (start < 0) {
-      await run.pacer.wait(flow.due);
+      await sleep(wakeIn(flow), run.stop);
       continue;
     }
     const message = nextMessage(run, flow, start);
@@ -112,7 +113,7 @@ async function connWriter(
     }
     const start = dueTime(run, flow);
     if (start < 0) {
-      await run.pacer.wait(flow.due);
+      await sleep(wakeIn(flow), run.stop);
       continue;
     }
     await writeAll(conn, nextMessage(run, flow, start));

@@ -26,6 +26,7 @@ import {
   recordClose,
   recordFailure,
   type Run,
+  wakeIn,
   windowOpen,
 } from "./_load_flow.ts";
 
@@ -122,7 +123,7 @@ export function driveNet(
   return new Promise((resolve) => {
     if (run.transport !== "unix") socket.setNoDelay(true);
     let blocked = false; // the socket's buffer is full: wait for "drain"
-    let waiting = false; // open loop: the pacer will call pump at the due time
+    let waiting = false; // open loop: a timer will call pump near the due time
     const finish = () => {
       if (flow.done) return;
       flow.done = true;
@@ -139,7 +140,7 @@ export function driveNet(
         const start = dueTime(run, flow);
         if (start < 0) {
           waiting = true;
-          run.pacer.at(flow.due, pump);
+          setTimeout(pump, wakeIn(flow));
           return;
         }
         blocked = !socket.write(nextMessage(run, flow, start));

@@ -206,7 +206,7 @@ export function formatReport(report: LoadReport): string {
     } echoed and checked; ${count(report.mismatchedBytes)} mismatched, ${
       count(report.missingBytes)
     } missing, ${count(report.extraBytes)} extra`,
-    formatCpu(report.cpu, report.rate > 0),
+    formatCpu(report.cpu),
   ];
   for (const e of report.errors) lines.push(`error: ${e}`);
   if (report.ended === "disconnected") lines.push(`ended: ${report.reason}`);

@@ -165,16 +165,10 @@ export function cpuReport(
   };
 }
 
-/**
- * The report's line on the load generator's own CPU. `paced`: an open-loop
- * run, whose pacer turns the event loop before each due time, so its CPU
- * counts those turns too and near 100% does not mean saturated.
- */
-export function formatCpu(cpu: CpuReport, paced = false): string {
+/** The report's line on the load generator's own CPU. */
+export function formatCpu(cpu: CpuReport): string {
   return `load generator CPU: ${cpu.percent}% of one core (user ${cpu.userMs} ms, system ${cpu.systemMs} ms)${
-    paced
-      ? " (open loop: counts the pacer's turns before each due time)"
-      : cpu.percent >= 90
+    cpu.percent >= 90
       ? ": saturated, so the figures may be the generator's limit, not the server's"
       : ""
   }`;
