@@ -37,6 +37,13 @@ Deno.test("deno task bench --quick runs a matrix and writes bench.md and bench.s
   assert.ok(!loopRow.includes("!"), loopRow);
   const svg = await Deno.readTextFile(`${ROOT}${OUT}/bench.svg`);
   assert.match(svg, /^<svg [^>]*>/);
+  // A latency spectrum per load.ts case, a line per server, linked from
+  // bench.md.
+  const pp50 = await Deno.readTextFile(`${ROOT}${OUT}/latency-pp50.svg`);
+  assert.match(pp50, /99\.999%<\/text>/);
+  assert.match(pp50, />c: p50 [\d.]+, p99 /);
+  assert.match(pp50, />loop: p50 [\d.]+, p99 /);
+  assert.match(md, /\[50 conns\]\(latency-pp50\.svg\)/);
   assert.match(svg, /<\/svg>\n$/);
   assert.ok(svg.length < 20_000, `${svg.length} bytes`);
 });
