@@ -113,16 +113,18 @@ export async function main(args: string[]): Promise<number> {
       hostname: "127.0.0.1",
       port,
     });
-    printListening(conn.addr as Addr);
+    // Signals first: a caller may send SIGTERM as soon as it reads the line.
     using shutdown = shutdownSignal();
     shutdown.signal.addEventListener("abort", () => conn.close());
+    printListening(conn.addr as Addr);
     await udpEcho(conn);
     return 0;
   }
   using listener = await listen(await endpointOf(args));
-  printListening(listener.addr as Addr);
+  // Signals first: a caller may send SIGTERM as soon as it reads the line.
   using shutdown = shutdownSignal();
   shutdown.signal.addEventListener("abort", () => listener.close());
+  printListening(listener.addr as Addr);
   try {
     for await (const conn of listener) echo(conn);
   } catch {

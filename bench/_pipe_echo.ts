@@ -24,9 +24,10 @@ export async function main(args: string[]): Promise<number> {
     hostname: "127.0.0.1",
     port,
   });
-  printListening(listener.addr as Deno.NetAddr);
+  // Signals first: a caller may send SIGTERM as soon as it reads the line.
   using shutdown = shutdownSignal();
   shutdown.signal.addEventListener("abort", () => listener.close());
+  printListening(listener.addr as Deno.NetAddr);
   try {
     for await (const conn of listener) {
       // A reset peer rejects the pipe; it ends only that connection.

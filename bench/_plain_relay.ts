@@ -6,10 +6,14 @@
  * toxics is measured against it.
  *
  * Usage: deno run --allow-net=127.0.0.1 bench/_plain_relay.ts PORT UPSTREAM_PORT
- * (PORT 0 picks one); prints "listening on 127.0.0.1:PORT".
+ * (PORT 0 picks one); prints "listening on 127.0.0.1:PORT", stops on
+ * SIGTERM, SIGINT or SIGHUP.
  *
  * @module
  */
+
+import { runMain, shutdownSignal, UsageError } from "../_cli.ts";
+import { printListening } from "../_net.ts";
 
 /** Copies `src` to `dst` till EOF, then half-closes `dst`. */
 async function pump(src: Deno.Conn, dst: Deno.Conn): Promise<void> {
@@ -43,14 +47,23 @@ async function relay(client: Deno.TcpConn, upstreamPort: number) {
   }
 }
 
-if (import.meta.main) {
-  const [port, upstream] = Deno.args.map(Number);
+/** Relays until SIGTERM, SIGINT or SIGHUP (the project's `shutdownSignal`). */
+export async function main(args: string[]): Promise<number> {
+  const [port, upstream] = args.map(Number);
   if (!Number.isInteger(port) || !Number.isInteger(upstream)) {
-    console.error("usage: _plain_relay.ts PORT UPSTREAM_PORT");
-    Deno.exit(2);
+    throw new UsageError("usage: _plain_relay.ts PORT UPSTREAM_PORT");
   }
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: port! });
-  console.log(`listening on 127.0.0.1:${listener.addr.port}`);
-  Deno.addSignalListener("SIGTERM", () => Deno.exit(0));
-  for await (const conn of listener) relay(conn, upstream!);
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: port! });
+  // Signals first: a caller may send SIGTERM as soon as it reads the line.
+  using shutdown = shutdownSignal();
+  shutdown.signal.addEventListener("abort", () => listener.close());
+  printListening(listener.addr);
+  try {
+    for await (const conn of listener) relay(conn, upstream!);
+  } catch {
+    // The listener was closed by a signal.
+  }
+  return 0;
 }
+
+if (import.meta.main) runMain(main);
