@@ -114,7 +114,8 @@ export async function main(args: string[]): Promise<number> {
       port,
     });
     // Signals first: a caller may send SIGTERM as soon as it reads the line.
-    using shutdown = shutdownSignal();
+    // Not disposed, as below.
+    const shutdown = shutdownSignal();
     shutdown.signal.addEventListener("abort", () => conn.close());
     printListening(conn.addr as Addr);
     await udpEcho(conn);
@@ -122,7 +123,11 @@ export async function main(args: string[]): Promise<number> {
   }
   using listener = await listen(await endpointOf(args));
   // Signals first: a caller may send SIGTERM as soon as it reads the line.
-  using shutdown = shutdownSignal();
+  // Not disposed (runMain exits anyway): disposed before the exit, SIGTERM
+  // ended a few runs with 143 instead of 0 here on a busy machine (Deno
+  // restores the default action once the last listener is gone,
+  // denoland/deno#22757).
+  const shutdown = shutdownSignal();
   shutdown.signal.addEventListener("abort", () => listener.close());
   printListening(listener.addr as Addr);
   try {

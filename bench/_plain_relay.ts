@@ -55,7 +55,11 @@ export async function main(args: string[]): Promise<number> {
   }
   using listener = Deno.listen({ hostname: "127.0.0.1", port: port! });
   // Signals first: a caller may send SIGTERM as soon as it reads the line.
-  using shutdown = shutdownSignal();
+  // Not disposed (runMain exits anyway): disposed before the exit, SIGTERM
+  // ended a few runs with 143 instead of 0 here on a busy machine (Deno
+  // restores the default action once the last listener is gone,
+  // denoland/deno#22757).
+  const shutdown = shutdownSignal();
   shutdown.signal.addEventListener("abort", () => listener.close());
   printListening(listener.addr);
   try {
