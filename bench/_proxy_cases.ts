@@ -25,7 +25,6 @@ interface TcpLoadReport {
   megabytesPerSecond: number;
   corrupted: number;
   errors: number;
-  rtt: { p50: number; p99: number };
 }
 
 /** One relay the cases run through. */

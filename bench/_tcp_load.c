@@ -6,15 +6,15 @@
  * be the bottleneck in front of a fast relay).
  *
  * MODE pingpong: each connection sends a SIZE-byte message and sends the
- * next when the whole echo is back; the round trips are timed.
+ * next when the whole echo is back.
  * MODE stream: each connection writes SIZE-byte chunks as fast as the
  * socket takes them, at most WINDOW bytes ahead of what came back, and
  * reads the echo as it comes.
  *
  * Usage: _tcp_load PORT CONNS SECONDS MODE SIZE
  * Prints one JSON object: messages, bytes (echoed back), seconds,
- * messagesPerSecond, megabytesPerSecond (10^6 bytes), corrupted, errors and
- * rtt (ms: p50, p99; pingpong only).
+ * messagesPerSecond, megabytesPerSecond (10^6 bytes), corrupted and errors.
+ * It times no round trip: tools/load.ts does that, with the histograms.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -33,45 +33,19 @@
 
 #define WINDOW (1 << 20) /* stream: bytes a connection may have out */
 #define MAX_SIZE (1 << 20)
-#define FINE_US 100000 /* 1 µs buckets below 100 ms, 1 ms buckets above */
 
 struct conn {
   int fd;
   uint64_t sent;     /* bytes written */
   uint64_t received; /* bytes read back */
   size_t at;         /* pingpong: bytes of this message back so far */
-  double sent_at;    /* pingpong: when the message went out (ms) */
   int dead;
 };
-
-static uint32_t fine[FINE_US];
-static uint32_t coarse[1001];
-static uint64_t samples;
 
 static double now_ms(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
   return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
-
-static void record(double ms) {
-  uint64_t us = (uint64_t)(ms * 1000);
-  if (us < FINE_US) fine[us]++;
-  else coarse[ms >= 1000 ? 1000 : (int)ms]++;
-  samples++;
-}
-
-static double quantile(double q) {
-  uint64_t want = (uint64_t)(q * samples), seen = 0;
-  for (int i = 0; i < FINE_US; i++) {
-    seen += fine[i];
-    if (seen > want) return i / 1000.0;
-  }
-  for (int i = 0; i <= 1000; i++) {
-    seen += coarse[i];
-    if (seen > want) return i;
-  }
-  return 1000;
 }
 
 /*
@@ -124,7 +98,6 @@ int main(int argc, char **argv) {
   double start = now_ms(), end = start + seconds * 1000;
   if (!stream) {
     for (int i = 0; i < n; i++) {
-      conns[i].sent_at = now_ms();
       if (write(conns[i].fd, at(0, i), size) != (ssize_t)size) errors++;
       conns[i].sent = size;
     }
@@ -154,10 +127,8 @@ int main(int argc, char **argv) {
         if (!stream) {
           c->at += got;
           if (c->at == size) {
-            record(now - c->sent_at);
             messages++;
             c->at = 0;
-            c->sent_at = now;
             if (write(c->fd, at(0, i), size) != (ssize_t)size) errors++;
             c->sent += size;
           }
@@ -180,11 +151,9 @@ int main(int argc, char **argv) {
   if (stream) messages = bytes / size;
   printf("{\"messages\":%llu,\"bytes\":%llu,\"seconds\":%.3f,"
          "\"messagesPerSecond\":%.0f,\"megabytesPerSecond\":%.1f,"
-         "\"corrupted\":%llu,\"errors\":%llu,\"rtt\":{\"p50\":%.3f,"
-         "\"p99\":%.3f}}\n",
+         "\"corrupted\":%llu,\"errors\":%llu}\n",
          (unsigned long long)messages, (unsigned long long)bytes, took,
          messages / took, bytes / took / 1e6, (unsigned long long)corrupted,
-         (unsigned long long)errors, stream ? 0 : quantile(0.5),
-         stream ? 0 : quantile(0.99));
+         (unsigned long long)errors);
   return 0;
 }

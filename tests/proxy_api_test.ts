@@ -7,23 +7,10 @@
  */
 
 import assert from "node:assert/strict";
-import { readAll, Running, writeAll } from "./_helpers.ts";
+import { readAll, Running } from "./_helpers.ts";
 import { serveSelectEcho } from "../servers/select_echo.ts";
 import { serveProxyApi } from "../tools/_proxy_api.ts";
-
-/** One round trip of "ping\n" through an echo, in ms. */
-async function roundTrip(conn: Deno.Conn): Promise<number> {
-  const start = performance.now();
-  await writeAll(conn, new TextEncoder().encode("ping\n"));
-  const back = new Uint8Array(5);
-  let at = 0;
-  while (at < 5) {
-    const n = await conn.read(back.subarray(at));
-    if (n === null) throw new Error("EOF before the echo");
-    at += n;
-  }
-  return performance.now() - start;
-}
+import { roundTrip } from "./_proxy_helpers.ts";
 
 Deno.test("proxy API: toxiproxy's routes, shapes and status codes with fetch; toxics on a live connection; enabled false and /reset", async () => {
   await using echo = await serveSelectEcho({ port: 0, log: () => {} });

@@ -16,21 +16,7 @@ import {
 import { readAll, writeAll } from "./_helpers.ts";
 import { serveSelectEcho } from "../servers/select_echo.ts";
 import { serveProxyApi } from "../tools/_proxy_api.ts";
-
-/** One round trip of "ping\n" through the echo behind `port`, in ms. */
-async function roundTrip(conn: Deno.Conn): Promise<number> {
-  const start = performance.now();
-  await writeAll(conn, new TextEncoder().encode("ping\n"));
-  const back = new Uint8Array(5);
-  let at = 0;
-  while (at < 5) {
-    const n = await conn.read(back.subarray(at));
-    if (n === null) throw new Error("EOF before the echo");
-    at += n;
-  }
-  assert.equal(new TextDecoder().decode(back), "ping\n");
-  return performance.now() - start;
-}
+import { roundTrip } from "./_proxy_helpers.ts";
 
 /** The port of a toxiproxy `listen` field, HOST:PORT. */
 function portOf(listen: string): number {

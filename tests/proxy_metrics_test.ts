@@ -14,18 +14,7 @@ import { serveSelectEcho } from "../servers/select_echo.ts";
 import { formatProxyStats, serveProxy } from "../tools/proxy.ts";
 import { serveProxyApi } from "../tools/_proxy_api.ts";
 import { escapeLabel } from "../tools/_proxy_metrics.ts";
-
-/** Reads exactly `n` bytes. */
-async function readN(conn: Deno.Conn, n: number): Promise<Uint8Array> {
-  const out = new Uint8Array(n);
-  let at = 0;
-  while (at < n) {
-    const got = await conn.read(out.subarray(at));
-    if (got === null) throw new Error(`EOF after ${at} of ${n} bytes`);
-    at += got;
-  }
-  return out;
-}
+import { readN } from "./_proxy_helpers.ts";
 
 Deno.test("proxy stats: bytes read and written each way, and per toxic its connections and bytes in and out (a hang drops what it takes)", async () => {
   await using echo = await serveSelectEcho({ port: 0, log: () => {} });

@@ -27,8 +27,7 @@ import {
   serveProxy,
 } from "../tools/proxy.ts";
 import { parseToxic } from "../tools/_toxics.ts";
-
-const TLS = "tests/fixtures/tls";
+import { readN, roundTrip, TLS, tlsProxy } from "./_proxy_helpers.ts";
 
 /** A proxy to 127.0.0.1:`port` with `extra` options; its log lines kept. */
 async function proxyTo(port: number, extra: Partial<ProxyOptions> = {}) {
@@ -45,27 +44,6 @@ async function proxyTo(port: number, extra: Partial<ProxyOptions> = {}) {
 /** A listener of the test's own, for an upstream that behaves as told. */
 function rawListener(): Deno.TcpListener {
   return Deno.listen({ hostname: "127.0.0.1", port: 0 });
-}
-
-/** Reads exactly `n` bytes (or fewer at EOF). */
-async function readN(conn: Deno.Conn, n: number): Promise<Uint8Array> {
-  const out = new Uint8Array(n);
-  let at = 0;
-  while (at < n) {
-    const got = await conn.read(out.subarray(at));
-    if (got === null) break;
-    at += got;
-  }
-  return out.subarray(0, at);
-}
-
-/** One round trip of `bytes` through an echo, in ms. */
-async function roundTrip(conn: Deno.Conn, bytes: Uint8Array): Promise<number> {
-  const start = performance.now();
-  await writeAll(conn, bytes);
-  const back = await readN(conn, bytes.length);
-  assert.equal(firstDifference(back, bytes), -1);
-  return performance.now() - start;
 }
 
 Deno.test("proxy: 200 connections of random data in random chunks come back byte-exact through the select echo", async () => {
@@ -339,15 +317,7 @@ Deno.test("proxy toxicity 0.5 with --seed: the same connections get it on every 
 
 Deno.test("tools/proxy.ts --tls terminates TLS in front of a plain echo: socat OPENSSL sends 256 KiB and gets it back; SIGTERM prints the stats", async () => {
   await using echo = await serveSelectEcho({ port: 0, log: () => {} });
-  await using proc = new Running("tools/proxy.ts", [
-    "--tls",
-    "--cert",
-    `${TLS}/server.pem`,
-    "--key",
-    `${TLS}/server.key`,
-    "--upstream",
-    `127.0.0.1:${echo.addr.port}`,
-  ]);
+  await using proc = tlsProxy(echo.addr.port);
   const port = await proc.port();
   const data = randomBytes(256 * 1024, pseudoRandom(port));
   const child = new Deno.Command("socat", {
@@ -723,15 +693,7 @@ Deno.test("proxy latency toxic: a stream keeps its rate: 2 MiB through latency 2
 
 Deno.test("tools/proxy.ts --tls terminates TLS for openssl s_client (certificate verified against the test CA): its lines come back through the plain echo", async () => {
   await using echo = await serveSelectEcho({ port: 0, log: () => {} });
-  await using proc = new Running("tools/proxy.ts", [
-    "--tls",
-    "--cert",
-    `${TLS}/server.pem`,
-    "--key",
-    `${TLS}/server.key`,
-    "--upstream",
-    `127.0.0.1:${echo.addr.port}`,
-  ]);
+  await using proc = tlsProxy(echo.addr.port);
   const port = await proc.port();
   const child = new Deno.Command("openssl", {
     args: [
