@@ -8,7 +8,7 @@
  * @module
  */
 
-import { isClosed, sleep } from "../_cli.ts";
+import { isClosed } from "../_cli.ts";
 import { writeAll } from "../_net.ts";
 import {
   consume,
@@ -18,7 +18,6 @@ import {
   recordClose,
   recordFailure,
   type Run,
-  wakeIn,
   windowOpen,
 } from "./_load_flow.ts";
 
@@ -82,7 +81,7 @@ async function connPingpong(
   while (!run.stop.aborted && !flow.done) {
     const start = dueTime(run, flow);
     if (start < 0) {
-      await sleep(wakeIn(flow), run.stop);
+      await run.pacer.wait(flow.due);
       continue;
     }
     const message = nextMessage(run, flow, start);
@@ -113,7 +112,7 @@ async function connWriter(
     }
     const start = dueTime(run, flow);
     if (start < 0) {
-      await sleep(wakeIn(flow), run.stop);
+      await run.pacer.wait(flow.due);
       continue;
     }
     await writeAll(conn, nextMessage(run, flow, start));

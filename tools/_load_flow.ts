@@ -18,6 +18,7 @@ import {
 import type { LatencyHistogram } from "./_histogram.ts";
 import { countMismatches, type Pattern } from "./_load_pattern.ts";
 import { ErrorSamples } from "./_report.ts";
+import { EARLY, type Pacer } from "./_load_pacer.ts";
 
 /** How each connection drives the server. */
 export type LoadMode = "pingpong" | "stream";
@@ -90,6 +91,8 @@ export interface Run {
   readonly window: number;
   /** Milliseconds between messages of one connection; 0 is closed loop. */
   readonly interval: number;
+  /** Open loop: wakes each connection as its next message comes due. */
+  readonly pacer: Pacer;
   /** Aborts when traffic should stop (duration over or caller's signal). */
   readonly stop: AbortSignal;
   /** Resolves when traffic starts, once every connection is up. */
@@ -201,22 +204,9 @@ export function nextMessage(run: Run, flow: Flow, start: number): Uint8Array {
 }
 
 /**
- * How early an open-loop message may go, ms. Deno's timers fire about 1 ms
- * late (0.8 ms median measured here), and a message's latency counts from
- * when it was due, so a timer set for the due time would report the
- * generator's own lateness as the server's (one connection at 100 msg/s
- * against the select server: p50 1.19 ms, against 0.026 closed loop). A
- * connection wakes this much before its due time instead and sends at once;
- * a message sent early counts from when it went. (Turning the event loop
- * until the due time, with setImmediate, was tried: it slowed every
- * connection's reads, p50 0.02 to 0.11 ms.)
- */
-export const EARLY = 1;
-
-/**
  * Open loop: when the next message may go. Returns when its latency counts
  * from, the earlier of its due time and now, or -1 if it is not due within
- * {@linkcode EARLY} ms (then sleep {@linkcode wakeIn} ms).
+ * {@linkcode EARLY} ms (then the pacer wakes it).
  */
 export function dueTime(run: Run, flow: Flow): number {
   const now = performance.now();
@@ -226,11 +216,6 @@ export function dueTime(run: Run, flow: Flow): number {
   flow.due += run.interval;
   // Sent early: latency counts from now; late: from when it was due.
   return Math.min(due, now);
-}
-
-/** Milliseconds to sleep until `flow` may send: {@linkcode EARLY} before it is due. */
-export function wakeIn(flow: Flow): number {
-  return Math.max(0, flow.due - EARLY - performance.now());
 }
 
 /**

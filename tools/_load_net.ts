@@ -26,7 +26,6 @@ import {
   recordClose,
   recordFailure,
   type Run,
-  wakeIn,
   windowOpen,
 } from "./_load_flow.ts";
 
@@ -123,7 +122,7 @@ export function driveNet(
   return new Promise((resolve) => {
     if (run.transport !== "unix") socket.setNoDelay(true);
     let blocked = false; // the socket's buffer is full: wait for "drain"
-    let waiting = false; // open loop: a timer will call pump near the due time
+    let waiting = false; // open loop: the pacer will call pump near the due time
     const finish = () => {
       if (flow.done) return;
       flow.done = true;
@@ -140,7 +139,7 @@ export function driveNet(
         const start = dueTime(run, flow);
         if (start < 0) {
           waiting = true;
-          setTimeout(pump, wakeIn(flow));
+          run.pacer.at(flow.due, pump);
           return;
         }
         blocked = !socket.write(nextMessage(run, flow, start));

@@ -80,6 +80,7 @@ import {
   round,
 } from "./_report.ts";
 import { runIntervals } from "./_load_interval.ts";
+import { Pacer } from "./_load_pacer.ts";
 import { OUTPUT_OPTIONS, RunOutputs } from "./_hdr_outputs.ts";
 import { mergeMain } from "./_merge.ts";
 import { decodeMessage, Pattern } from "./_load_pattern.ts";
@@ -348,6 +349,11 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   const stopper = new AbortController();
   let begin = () => {};
   const started = new Promise<void>((resolve) => begin = resolve);
+  // One timer paces every connection; stopping wakes them all.
+  const pacer = new Pacer();
+  stopper.signal.addEventListener("abort", () => pacer.stop(), {
+    once: true,
+  });
   const run: Run = {
     tally,
     pattern: new Pattern(size, connections, options.message),
@@ -357,6 +363,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     connections,
     window,
     interval: rate > 0 ? 1000 / rate : 0,
+    pacer,
     stop: stopper.signal,
     started,
     startedAt: 0,
