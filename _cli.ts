@@ -332,6 +332,26 @@ export function isClosed(error: unknown): boolean {
     error instanceof Deno.errors.Interrupted;
 }
 
+/**
+ * The one-line error of a file that an option names and that cannot be read
+ * or written, saying which permission to grant when that is the reason:
+ * `Cannot read --ca ca.pem: ... (grant --allow-read=ca.pem)`.
+ */
+export function fileError(
+  access: "read" | "write",
+  option: string,
+  path: string,
+  error: unknown,
+): CliError {
+  const grant = error instanceof Deno.errors.NotCapable ||
+      error instanceof Deno.errors.PermissionDenied
+    ? ` (grant --allow-${access}=${path})`
+    : "";
+  return new CliError(
+    `Cannot ${access} ${option} ${path}: ${describeError(error)}${grant}`,
+  );
+}
+
 /** The short reason of an error, for a one-line message. */
 export function describeError(error: unknown): string {
   if (error instanceof Deno.errors.AddrInUse) return "address already in use";

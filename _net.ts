@@ -14,6 +14,7 @@ import { type AccessControl, AccessList } from "./_access.ts";
 import {
   CliError,
   describeError,
+  fileError,
   NOTES_PORT,
   type OptionSpec,
   parseHost,
@@ -506,13 +507,7 @@ async function readPem(
   try {
     text = await Deno.readTextFile(path);
   } catch (error) {
-    const grant = error instanceof Deno.errors.NotCapable ||
-        error instanceof Deno.errors.PermissionDenied
-      ? ` (grant --allow-read=${path})`
-      : "";
-    throw new CliError(
-      `Cannot read ${option} ${path}: ${describeError(error)}${grant}`,
-    );
+    throw fileError("read", option, path, error);
   }
   if (!new RegExp(`-----BEGIN [A-Z ]*${marker}-----`).test(text)) {
     throw new CliError(

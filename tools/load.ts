@@ -40,8 +40,8 @@ import process from "node:process";
 import {
   CliError,
   type CommandSpec,
-  describeError,
   EXIT_INTERRUPTED,
+  fileError,
   MAX_TIMER_MS,
   parseCommandLine,
   parseHost,
@@ -1227,13 +1227,7 @@ async function readMessageFile(
   try {
     bytes = await Deno.readFile(path);
   } catch (error) {
-    const grant = error instanceof Deno.errors.NotCapable ||
-        error instanceof Deno.errors.PermissionDenied
-      ? ` (grant --allow-read=${path})`
-      : "";
-    throw new CliError(
-      `Cannot read --message-file ${path}: ${describeError(error)}${grant}`,
-    );
+    throw fileError("read", "--message-file", path, error);
   }
   if (bytes.length === 0 || bytes.length > MAX_SIZE) {
     throw new UsageError(
