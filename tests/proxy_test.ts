@@ -738,3 +738,24 @@ Deno.test("tools/proxy.ts --tls terminates TLS for openssl s_client (certificate
     new RegExp(`stats: 1 connections, ${text.length} bytes upstream`),
   );
 });
+
+Deno.test("proxy removeToxic: a latency removed while its drain is blocked by a client that does not read passes on what it holds before anything newer (no reordering)", async () => {
+  await using pair = await toxicPair(["latency:latency=50"]);
+  const data = randomBytes(16 * 1024 * 1024, pseudoRandom(21));
+  const writing = writeAll(pair.server, data).then(() =>
+    pair.server.closeWrite()
+  );
+  // The client does not read: its socket fills, the latency's drain blocks
+  // on it and its queue fills behind it.
+  await waitUntil(() => {
+    const t = pair.proxy.stats().toxics.latency_downstream!;
+    return t.bytesIn - t.bytesOut >= 1024 * 1024;
+  }, "the latency's queue to fill");
+  await new Promise((resolve) => setTimeout(resolve, 200)); // every chunk due
+  assert.equal(pair.proxy.removeToxic("latency_downstream"), true);
+  const back = await readAll(pair.client);
+  await writing;
+  assert.equal(back.length, data.length);
+  assert.equal(firstDifference(back, data), -1);
+  assert.equal(pair.proxy.stats().errors, 0);
+});

@@ -30,6 +30,12 @@ export interface Stage {
   write(chunk: Uint8Array): Promise<void>;
   /** The input has ended (EOF): pass the end on. */
   end(): Promise<void>;
+  /**
+   * For a stage that takes a chunk and passes it on later (a queue): while
+   * it still holds chunks, a promise of when it holds none. A removed stage
+   * stays linked till then, so that nothing newer passes it.
+   */
+  idle?(): Promise<void> | undefined;
 }
 
 /** What a stage of one connection may use beside the next stage. */
@@ -180,6 +186,7 @@ const latency: ToxicType = {
         }
         return enqueue(chunk, delay);
       },
+      idle: () => draining,
       async end() {
         while (draining !== undefined) await draining;
         check();
@@ -234,7 +241,9 @@ const bandwidth: ToxicType = {
           if (rate <= 0 || link.interrupt.aborted) break;
           const piece = rest.subarray(0, rate * 100);
           const now = performance.now();
-          free = Math.max(free, now) + piece.length / rate;
+          // A timer that fired late is made up (up to 10 ms of it), so a
+          // busy machine does not slow the rate; an idle link bursts no more.
+          free = Math.max(free, now - 10) + piece.length / rate;
           await sleep(free - now, link.interrupt);
           if (link.signal.aborted) return;
           await link.next.write(piece);
@@ -486,9 +495,18 @@ export class Chain {
   readonly #context: ChainContext;
   readonly #stages = new Map<
     Required<ToxicSpec>,
-    { stage: Stage; forward: { next: Stage }; stop: AbortController }
+    {
+      stage: Stage;
+      forward: { next: Stage };
+      stop: AbortController;
+      idle?: Promise<void>; // removed, and still passing on what it holds
+    }
   >();
   readonly #skipped = new Set<Required<ToxicSpec>>();
+  /** The toxics linked now, in chain order (removed ones still draining). */
+  #order: Required<ToxicSpec>[] = [];
+  /** What the last update asked for: relinked again once a stage drains. */
+  #latest: readonly Required<ToxicSpec>[] = [];
 
   /** A chain of no toxics yet; `update` puts them in. */
   constructor(
@@ -507,6 +525,7 @@ export class Chain {
    * Returns the names of the toxics newly applied to this connection.
    */
   update(toxics: readonly Required<ToxicSpec>[]): string[] {
+    this.#latest = toxics;
     const mine = toxics.filter((t) => t.stream === this.#stream);
     const applied: string[] = [];
     for (const toxic of mine) {
@@ -538,24 +557,42 @@ export class Chain {
             return piped.write(chunk);
           },
           end: () => piped.end(),
+          idle: () => piped.idle?.(),
         };
         this.#stages.set(toxic, { stage, forward, stop });
         applied.push(toxic.name);
       } else this.#skipped.add(toxic);
     }
     const kept = new Set(mine);
-    for (const [toxic, { stop }] of this.#stages) {
+    for (const [toxic, entry] of this.#stages) {
       if (kept.has(toxic)) continue;
-      this.#stages.delete(toxic); // its forward stays: what it holds goes on
-      stop.abort();
+      entry.stop.abort(); // interrupted: it passes on what it holds at once
+      if (entry.idle !== undefined) continue; // still draining
+      const idle = entry.stage.idle?.();
+      if (idle === undefined) {
+        this.#stages.delete(toxic); // its forward stays: a chunk held goes on
+        continue;
+      }
+      // Queued chunks: it stays linked till they are gone, then the chain
+      // is relinked without it.
+      entry.idle = idle.finally(() => {
+        entry.idle = undefined;
+        this.update(this.#latest);
+      });
     }
     for (const toxic of this.#skipped) {
       if (!kept.has(toxic)) this.#skipped.delete(toxic);
     }
+    // Chain order: the linked ones as they were (a toxic added goes last),
+    // then the new ones.
+    const linked = new Set(this.#order);
+    this.#order = [
+      ...this.#order.filter((t) => this.#stages.has(t)),
+      ...mine.filter((t) => this.#stages.has(t) && !linked.has(t)),
+    ];
     let head = this.#sink;
-    for (const toxic of mine.toReversed()) {
-      const entry = this.#stages.get(toxic);
-      if (entry === undefined) continue;
+    for (const toxic of this.#order.toReversed()) {
+      const entry = this.#stages.get(toxic)!;
       entry.forward.next = head;
       head = entry.stage;
     }
