@@ -10,6 +10,7 @@ import { Buffer } from "node:buffer";
 import { inflateSync } from "node:zlib";
 import * as hdr from "npm:hdr-histogram-js@3.0.1";
 import { LatencyHistogram } from "../tools/_histogram.ts";
+import { decodeHdr, encodeHdr, HdrLayout } from "../tools/_hdr_codec.ts";
 import { pseudoRandom } from "./_helpers.ts";
 
 /** Latencies in ms of a plausible run: a body near 0.3 ms, a tail to 40. */
@@ -191,6 +192,32 @@ Deno.test("LatencyHistogram merges decoded histograms exactly", () => {
   for (const p of [50, 90, 99, 99.9]) {
     assert.equal(merged.percentile(p), all.percentile(p), `p${p}`);
   }
+});
+
+Deno.test("encodeHdr writes counts past 32 bits and long runs of zeros as hdr-histogram-js reads them", () => {
+  const layout = new HdrLayout(1, 2 ** 43 - 1, 3);
+  const counts = new Array(5000).fill(0);
+  counts[0] = 1;
+  counts[7] = 2 ** 35 + 7; // 6 bytes as a varint
+  counts[2047] = 2 ** 52 + 1; // 8 bytes
+  counts[4999] = 3;
+  const text = encodeHdr(layout, counts, counts.length);
+  const theirs = hdr.decodeFromCompressedBase64(text, 64);
+  assert.equal(theirs.totalCount, 1 + (2 ** 35 + 7) + (2 ** 52 + 1) + 3);
+  // Index 4999 is 15,416 to 15,423 (a step of 8): its top is the maximum.
+  assert.equal(layout.valueAt(4999), 15_416);
+  assert.equal(theirs.maxValue, 15_423);
+  const back = decodeHdr(text);
+  assert.deepEqual(back.counts, counts);
+  assert.equal(back.layout.digits, 3);
+  // And a count hdr-histogram-js writes comes back as it was.
+  const h = hdr.build({ bitBucketSize: 64, numberOfSignificantValueDigits: 2 });
+  h.recordValueWithCount(123_456, 2 ** 33);
+  const read = LatencyHistogram.decode(hdr.encodeIntoCompressedBase64(h));
+  assert.equal(read.count, 2 ** 33);
+  // 2 digits: 123,456 is in the bucket of 122,880 to 123,903.
+  const v = read.percentile(50) * 1e6;
+  assert.ok(v >= 122_880 && v <= 123_904, `${v}`);
 });
 
 Deno.test("LatencyHistogram.decode refuses what is not a histogram", () => {
