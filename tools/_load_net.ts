@@ -98,15 +98,26 @@ export function connectNode(
 function ignore(): void {}
 
 /**
- * Whether `socket` failed before its engine took it; if so, counts the
- * failure and finishes the flow.
+ * Counts how `socket` ends, if not by `flow.close()`: an error, or the
+ * server's close; then `finish`es the flow. Returns whether it had failed
+ * already, before its engine took it (then it is counted and finished).
  */
-function failedEarly(
+function watchEnd(
   run: Run,
   flow: Flow,
   socket: net.Socket,
   finish: () => void,
 ): boolean {
+  socket.on("error", (error: Error) => {
+    recordFailure(run, flow, error);
+    finish();
+  });
+  socket.on("close", () => {
+    if (!flow.done) {
+      recordClose(run, flow, !flow.active);
+      finish();
+    }
+  });
   if (socket.errored === null) return false;
   recordFailure(run, flow, socket.errored);
   finish();
@@ -167,17 +178,7 @@ export function driveNet(
       }
       if (live && !waiting) pump();
     });
-    socket.on("error", (error: Error) => {
-      recordFailure(run, flow, error);
-      finish();
-    });
-    socket.on("close", () => {
-      if (!flow.done) {
-        recordClose(run, flow, false);
-        finish();
-      }
-    });
-    if (failedEarly(run, flow, socket, finish)) return;
+    if (watchEnd(run, flow, socket, finish)) return;
     run.started.then(() => {
       live = true;
       if (!flow.done) pump();
@@ -204,16 +205,6 @@ export function holdNet(
       run.tally.extraBytes += chunk.length;
       run.tally.note("the server wrote on an idle connection");
     });
-    socket.on("error", (error: Error) => {
-      recordFailure(run, flow, error);
-      finish();
-    });
-    socket.on("close", () => {
-      if (!flow.done) {
-        recordClose(run, flow, true);
-        finish();
-      }
-    });
-    failedEarly(run, flow, socket, finish);
+    watchEnd(run, flow, socket, finish);
   });
 }
