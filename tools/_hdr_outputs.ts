@@ -12,8 +12,8 @@
  */
 
 import {
-  CliError,
-  describeError,
+  type CliError,
+  fileError,
   type OptionSpec,
   UsageError,
 } from "../_cli.ts";
@@ -56,13 +56,7 @@ export interface DrawnReport {
 
 /** The error of a file that cannot be opened for writing, in one line. */
 function cannotWrite(option: string, path: string, error: unknown): CliError {
-  const grant = error instanceof Deno.errors.NotCapable ||
-      error instanceof Deno.errors.PermissionDenied
-    ? ` (grant --allow-write=${path})`
-    : "";
-  return new CliError(
-    `Cannot write ${option} ${path}: ${describeError(error)}${grant}`,
-  );
+  return fileError("write", option, path, error);
 }
 
 /** Opens `path` for writing, truncated. */

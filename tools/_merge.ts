@@ -16,6 +16,7 @@ import {
   CliError,
   type CommandSpec,
   describeError,
+  fileError,
   parseCommandLine,
   UsageError,
 } from "../_cli.ts";
@@ -397,16 +398,12 @@ async function readInput(path: string): Promise<string> {
   try {
     return await Deno.readTextFile(path);
   } catch (error) {
-    const grant = error instanceof Deno.errors.NotCapable ||
-        error instanceof Deno.errors.PermissionDenied
-      ? ` (grant --allow-read=${path})`
-      : "";
-    throw new CliError(`Cannot read ${path}: ${describeError(error)}${grant}`);
+    throw fileError("read", "REPORT", path, error);
   }
 }
 
 /** Writes `text` to `path`, saying in one line why it cannot. */
-export async function writeOutput(
+async function writeOutput(
   path: string,
   text: string,
   option: string,
@@ -414,13 +411,7 @@ export async function writeOutput(
   try {
     await Deno.writeTextFile(path, text);
   } catch (error) {
-    const grant = error instanceof Deno.errors.NotCapable ||
-        error instanceof Deno.errors.PermissionDenied
-      ? ` (grant --allow-write=${path})`
-      : "";
-    throw new CliError(
-      `Cannot write ${option} ${path}: ${describeError(error)}${grant}`,
-    );
+    throw fileError("write", option, path, error);
   }
 }
 
