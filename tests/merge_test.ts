@@ -92,10 +92,15 @@ Deno.test("load.ts merge of two runs sums their counts and takes percentiles of 
     m.latency.p50 >= Math.min(a.latency.p50, b.latency.p50) &&
       m.latency.p50 <= Math.max(a.latency.p50, b.latency.p50),
   );
-  const text = await merge([fa, fb]);
+  const svg = await scratch("merged.svg");
+  const text = await merge(["--svg", svg, fa, fb]);
   assert.equal(text.code, 0, text.stderr);
   assert.match(text.stdout, /^merged 2 reports: /);
   assert.match(text.stdout, /from the merged histogram/);
+  // The picture: a line for each input and one for the whole.
+  const picture = await Deno.readTextFile(svg);
+  assert.equal([...picture.matchAll(/<polyline /g)].length, 3);
+  assert.match(picture, />merged: p50 /);
 });
 
 Deno.test("load.ts --histogram-log logs every sample of the run, and merge reads it", async () => {
