@@ -5,6 +5,7 @@
  * @module
  */
 
+import assert from "node:assert/strict";
 import { runScript } from "./_helpers.ts";
 import type { LoadReport } from "../tools/load.ts";
 
@@ -160,4 +161,33 @@ export function overPrecise(value: unknown, digits: number, at = ""): string[] {
     );
   }
   return [];
+}
+
+/** One line of `--json-stream`. */
+export interface StreamEvent {
+  /** `interval`, then `end`. */
+  event: string;
+  // deno-lint-ignore no-explicit-any
+  data: any;
+}
+
+/**
+ * Runs load.ts with `--json-stream` and `args`, checks it exits 0 and
+ * prints `intervals` interval lines and then the end, and returns them.
+ */
+export async function jsonStream(
+  args: string[],
+  intervals: number,
+): Promise<StreamEvent[]> {
+  const out = await runScript(LOAD, [...args, "--json-stream"]);
+  assert.equal(out.code, 0, out.stderr);
+  const events: StreamEvent[] = out.stdout.trim().split("\n").map((l) =>
+    JSON.parse(l)
+  );
+  assert.deepEqual(
+    events.map((e) => e.event),
+    [...Array(intervals).fill("interval"), "end"],
+    out.stdout,
+  );
+  return events;
 }

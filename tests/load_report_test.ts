@@ -12,6 +12,7 @@ import assert from "node:assert/strict";
 import { ROOT, Running, runScript, SCRIPT_PERMISSIONS } from "./_helpers.ts";
 import {
   echoLoop,
+  jsonStream,
   LOAD,
   load,
   overPrecise,
@@ -263,7 +264,7 @@ Deno.test("load.ts --interval prints each interval's figures, then the report; t
 
 Deno.test("load.ts --json-stream prints one JSON object a line per interval, then the report", async () => {
   await using server = testServer((conn) => echoLoop(conn));
-  const out = await runScript(LOAD, [
+  const events = await jsonStream([
     "-p",
     String(server.port),
     "-c",
@@ -272,16 +273,7 @@ Deno.test("load.ts --json-stream prints one JSON object a line per interval, the
     "1.2",
     "--interval",
     "0.4",
-    "--json-stream",
-  ]);
-  assert.equal(out.code, 0, out.stderr);
-  const events = out.stdout.trim().split("\n").map((l) => JSON.parse(l));
-  assert.deepEqual(events.map((e) => e.event), [
-    "interval",
-    "interval",
-    "interval",
-    "end",
-  ]);
+  ], 3);
   let messages = 0;
   for (const e of events.slice(0, 3)) {
     assert.ok(e.data.messages > 0);
@@ -290,7 +282,7 @@ Deno.test("load.ts --json-stream prints one JSON object a line per interval, the
     assert.equal(e.data.errors, 0);
     messages += e.data.messages;
   }
-  const report = events[3].data;
+  const report = events[3]!.data;
   assert.equal(report.ok, true);
   assert.equal(report.intervals.length, 3);
   assert.ok(Math.abs(report.seconds - 1.2) < 0.1, `${report.seconds}`);
