@@ -132,7 +132,8 @@ function ticks(max: number, want = 5): number[] {
   const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw)!;
   const out: number[] = [];
   for (let i = 0; i * step < max + step * 1e-9; i++) out.push(i * step);
-  if (out[out.length - 1]! < max) out.push(out.length * step);
+  // Headroom: a line at the very top would lie on the frame.
+  if (out[out.length - 1]! <= max) out.push(out.length * step);
   // Tidy the float steps (0.30000000000000004).
   return out.map((t) => Number(t.toPrecision(12)));
 }
