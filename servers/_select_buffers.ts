@@ -44,59 +44,57 @@ export function sizeTable(min: number, max: number): number[] {
 }
 
 /**
- * Netty's adaptive read size, one per connection: a read that fills the
- * room it was given moves the size {@linkcode GROW_STEPS} steps up the
- * table at once; a read that brings no more than the size one step down
- * counts as small, and the second small read in a row moves it one step
- * down (Netty's `decreaseNow`). A read in between changes nothing.
+ * Netty's adaptive read size as a policy over one table of sizes, shared by
+ * every connection of a server; each connection keeps only a small integer
+ * of state (its step in the table and Netty's `decreaseNow`), starting at
+ * 0, the smallest size. A read that fills the room it was given moves
+ * {@linkcode GROW_STEPS} steps up the table at once; a read that brings no
+ * more than the size one step down counts as small, and the second small
+ * read in a row moves one step down. A read in between changes nothing.
  *
  * @example
  * ```ts
  * import { AdaptiveSize } from "./_select_buffers.ts";
- * const size = new AdaptiveSize(1024, 65536);
- * size.record(1024, 1024); // filled: 1 KiB -> 16 KiB
- * console.log(size.size); // 16384
- * size.record(10, 16384);
- * size.record(10, 16384); // the second small read: one step down
- * console.log(size.size); // 8192
+ * const policy = new AdaptiveSize(1024, 65536);
+ * let state = 0;
+ * state = policy.record(state, 1024, 1024); // filled: 1 KiB -> 16 KiB
+ * console.log(policy.size(state)); // 16384
+ * state = policy.record(state, 10, 16384);
+ * state = policy.record(state, 10, 16384); // the second small read
+ * console.log(policy.size(state)); // 8192
  * ```
  */
 export class AdaptiveSize {
   /** The table of sizes, smallest first. */
   readonly sizes: readonly number[];
-  #index = 0;
-  #decreaseNow = false;
 
-  /** Starts at `min`. */
+  /** The table from `min` to `max` ({@linkcode sizeTable}). */
   constructor(min: number, max: number) {
     this.sizes = sizeTable(min, max);
   }
 
-  /** The size the next read should be given. */
-  get size(): number {
-    return this.sizes[this.#index]!;
+  /** The size the next read of a connection in `state` should be given. */
+  size(state: number): number {
+    return this.sizes[state >> 1]!;
   }
 
   /**
-   * Records one read: `bytesRead` of the `attempted` bytes of room it had.
+   * Records one read of a connection in `state`: `bytesRead` of the
+   * `attempted` bytes of room it had.
    *
-   * @returns Whether the size changed.
+   * @returns The connection's new state.
    */
-  record(bytesRead: number, attempted: number): boolean {
+  record(state: number, bytesRead: number, attempted: number): number {
     const sizes = this.sizes;
-    const before = this.#index;
+    const index = state >> 1;
     if (bytesRead >= attempted && bytesRead > 0) {
-      this.#index = Math.min(before + GROW_STEPS, sizes.length - 1);
-      this.#decreaseNow = false;
-    } else if (bytesRead <= sizes[Math.max(0, before - 1)]!) {
-      if (this.#decreaseNow) {
-        this.#index = Math.max(before - 1, 0);
-        this.#decreaseNow = false;
-      } else {
-        this.#decreaseNow = true;
-      }
+      return Math.min(index + GROW_STEPS, sizes.length - 1) << 1;
     }
-    return this.#index !== before;
+    if (bytesRead <= sizes[Math.max(0, index - 1)]!) {
+      // Netty's decreaseNow: the first small read only arms the step down.
+      return (state & 1) === 1 ? Math.max(index - 1, 0) << 1 : state | 1;
+    }
+    return state;
   }
 }
 

@@ -56,7 +56,7 @@
  * @example
  * ```ts
  * import { serveSelectEcho } from "./select_echo.ts";
- * await using server = serveSelectEcho({ port: 0, log: () => {} });
+ * await using server = await serveSelectEcho({ port: 0, log: () => {} });
  * using conn = await Deno.connect({ port: server.addr.port });
  * await conn.write(new TextEncoder().encode("hi"));
  * const buf = new Uint8Array(2);
@@ -506,8 +506,8 @@ class Connection {
   readonly session: Session;
   /** The notes' `acBuffer`, from the pool; replaced when its size changes. */
   buffer: Uint8Array;
-  /** The size the next read should have, after Netty. */
-  readonly sizing: AdaptiveSize;
+  /** Its state in the engine's {@linkcode AdaptiveSize} policy. */
+  sizeState = 0;
   /** Room the armed (or last) read was given. */
   asked = 0;
   /** The last read filled its room: more is likely waiting in the socket. */
@@ -534,11 +534,9 @@ class Connection {
     session: Session,
     selector: Selector<Connection>,
     buffer: Uint8Array,
-    sizing: AdaptiveSize,
   ) {
     this.session = session;
     this.buffer = buffer;
-    this.sizing = sizing;
     this.key = selector.register(session.conn, this);
   }
 }
@@ -548,7 +546,7 @@ class SelectEngine implements EchoEngine {
   #core: EchoCore;
   #selector = new Selector<Connection>();
   #min: number;
-  #max: number;
+  #sizing: AdaptiveSize;
   #pool = new BufferPool();
   #connections = new Map<Session, Connection>(); // the notes' gConnections
   #draining = false;
@@ -559,7 +557,7 @@ class SelectEngine implements EchoEngine {
   constructor(core: EchoCore, min: number, max: number) {
     this.#core = core;
     this.#min = min;
-    this.#max = max;
+    this.#sizing = new AdaptiveSize(min, max);
     core.stats.bytesHeld = 0;
     core.stats.peakHeld = 0;
     core.stats.bufferBytes = 0;
@@ -573,7 +571,6 @@ class SelectEngine implements EchoEngine {
       session,
       this.#selector,
       this.#pool.take(this.#min),
-      new AdaptiveSize(this.#min, this.#max),
     );
     const stats = this.#core.stats;
     stats.bufferBytes! += this.#min;
@@ -658,7 +655,7 @@ class SelectEngine implements EchoEngine {
   #setupFDSets(c: Connection): void {
     const key = c.key;
     if (!c.shut && !this.#draining && !key.readArmed) {
-      const want = c.filled ? c.sizing.size : this.#min;
+      const want = c.filled ? this.#sizing.size(c.sizeState) : this.#min;
       if (want !== c.buffer.length && !key.writeArmed && c.held <= want) {
         this.#resize(c, want);
       }
@@ -761,7 +758,7 @@ class SelectEngine implements EchoEngine {
     }
     c.held += n;
     c.filled = n >= c.asked;
-    c.sizing.record(n, c.asked);
+    c.sizeState = this.#sizing.record(c.sizeState, n, c.asked);
     const stats = this.#core.stats;
     // Once draining, only a read that had landed before the stop counts.
     if (!this.#draining) {

@@ -387,35 +387,43 @@ Deno.test("sizeTable: the smallest size, the powers of two between, the largest"
 });
 
 Deno.test("AdaptiveSize: a read that fills its room grows 4 steps up to the cap; two small reads in a row shrink one step, down to the floor", () => {
-  const size = new AdaptiveSize(1024, 65536);
-  assert.equal(size.size, 1024);
-  assert.equal(size.record(1024, 1024), true);
-  assert.equal(size.size, 16384);
+  const policy = new AdaptiveSize(1024, 65536);
+  let state = 0;
+  let before = state;
+  const size = () => policy.size(state);
+  const record = (n: number, room: number) => {
+    before = state;
+    state = policy.record(state, n, room);
+    return policy.size(state) !== policy.size(before);
+  };
+  assert.equal(size(), 1024);
+  assert.equal(record(1024, 1024), true);
+  assert.equal(size(), 16384);
   // Filling a smaller room (a ring's wrapped piece) counts as full too.
-  size.record(100, 100);
-  assert.equal(size.size, 65536);
-  size.record(65536, 65536);
-  assert.equal(size.size, 65536, "capped");
+  record(100, 100);
+  assert.equal(size(), 65536);
+  record(65536, 65536);
+  assert.equal(size(), 65536, "capped");
   // Neither full nor small: no change, however often.
-  for (let i = 0; i < 5; i++) size.record(40000, 65536);
-  assert.equal(size.size, 65536);
+  for (let i = 0; i < 5; i++) record(40000, 65536);
+  assert.equal(size(), 65536);
   // One small read is not enough; the second shrinks one step.
-  assert.equal(size.record(32768, 65536), false);
-  assert.equal(size.size, 65536);
-  assert.equal(size.record(10, 65536), true);
-  assert.equal(size.size, 32768);
+  assert.equal(record(32768, 65536), false);
+  assert.equal(size(), 65536);
+  assert.equal(record(10, 65536), true);
+  assert.equal(size(), 32768);
   // A full read in between starts the count over.
-  size.record(10, 32768);
-  size.record(32768, 32768);
-  assert.equal(size.size, 65536);
-  size.record(10, 65536);
-  assert.equal(size.size, 65536);
+  record(10, 32768);
+  record(32768, 32768);
+  assert.equal(size(), 65536);
+  record(10, 65536);
+  assert.equal(size(), 65536);
   // Down to the floor in two small reads a step, never below it.
-  for (let i = 0; i < 40; i++) size.record(1, 65536);
-  assert.equal(size.size, 1024);
+  for (let i = 0; i < 40; i++) record(1, 65536);
+  assert.equal(size(), 1024);
   // A read of nothing (Deno never reports one but EOF) is not full.
-  size.record(0, 0);
-  assert.equal(size.size, 1024);
+  record(0, 0);
+  assert.equal(size(), 1024);
 });
 
 /** Reads exactly `n` bytes from `conn` (fails at an early EOF). */
