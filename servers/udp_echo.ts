@@ -32,6 +32,7 @@
  */
 
 import { type AccessControl, AccessList, admits } from "../_access.ts";
+import { PEER_IDLE_MS, PeerTable, SWEEP_MS, takeToken } from "./_udp_peers.ts";
 import {
   CliError,
   type CommandSpec,
@@ -78,16 +79,7 @@ const RECEIVE_BUFFER_SIZE = 65_536;
  */
 export const MAX_PEERS = 65_536;
 
-/**
- * How long a peer stays tracked after its last datagram, in ms. A token
- * bucket idle for a second is full again, so forgetting the peer loses no
- * rate-limit state; the rest of the time only keeps `peers` (distinct peers)
- * from counting a returning peer twice.
- */
-export const PEER_IDLE_MS = 30_000;
-
-/** How often idle peers are swept out, in ms: the peers' clock ticks. */
-const SWEEP_MS = 1_000;
+export { PEER_IDLE_MS };
 
 /** Where and how the UDP echo server listens, and its limits. */
 export interface UdpEchoOptions
@@ -161,115 +153,8 @@ export interface UdpEchoServer<A extends Deno.Addr = Deno.NetAddr>
   readonly finished: Promise<UdpEchoStats>;
 }
 
-/** What the server knows of one peer. */
-interface Peer {
-  /** The sweep tick of its last datagram. */
-  seen: number;
-  /** Tokens left in its bucket (with `rateLimit`). */
-  tokens: number;
-  /** `performance.now()` of the last refill (with `rateLimit`). */
-  refilled: number;
-  /** Whether `--allow`/`--deny` admit it. */
-  readonly admitted: boolean;
-}
-
 /** Loopback addresses: the server warns when it binds anything else unlimited. */
 const LOOPBACK = AccessList.parse("127.0.0.0/8,::1", "loopback");
-
-/**
- * The peers, by address then port: a lookup takes the strings Deno hands
- * over as they are, where one key of `address:port` would build a string
- * per datagram.
- */
-class PeerTable {
-  /** Peers by IP address (or Unix socket path), then port. */
-  readonly #byHost = new Map<string, Map<number, Peer>>();
-  /** Peers tracked now. */
-  #size = 0;
-  /** The most peers tracked at once. */
-  readonly #max: number;
-  /** A new peer's tokens: a full bucket. */
-  readonly #burst: number;
-  /** `--allow`/`--deny`, judged once per peer; undefined for everyone. */
-  readonly #access: AccessControl | undefined;
-  /** The clock of `Peer.seen`: advanced by each sweep. */
-  tick = 0;
-  /** The bucket that untracked peers share. */
-  readonly overflow: Peer;
-
-  constructor(max: number, burst: number, access: AccessControl | undefined) {
-    this.#max = max;
-    this.#burst = burst;
-    this.#access = access;
-    this.overflow = {
-      seen: 0,
-      tokens: burst,
-      refilled: performance.now(),
-      admitted: true,
-    };
-  }
-
-  /** The peer at `host` and `port`, made if new; `undefined` if the table is full. */
-  get(host: string, port: number, stats: UdpEchoStats): Peer | undefined {
-    let ports = this.#byHost.get(host);
-    let peer = ports?.get(port);
-    if (peer === undefined) {
-      if (this.#size >= this.#max) return undefined;
-      if (ports === undefined) {
-        ports = new Map();
-        this.#byHost.set(host, ports);
-      }
-      // The access lists compare 128-bit numbers made from the address
-      // text, which allocates: judged once per peer, not per datagram.
-      peer = {
-        seen: this.tick,
-        tokens: this.#burst,
-        refilled: performance.now(),
-        admitted: this.#access === undefined || admits(this.#access, host),
-      };
-      ports.set(port, peer);
-      this.#size++;
-      stats.peers++;
-    }
-    peer.seen = this.tick;
-    return peer;
-  }
-
-  /**
-   * Forgets the peers not heard from for `PEER_IDLE_MS`: one pass over the
-   * table a second (65,536 entries at most), where a timer per peer would
-   * be re-armed by every datagram.
-   */
-  sweep(): void {
-    this.tick++;
-    const oldest = this.tick - PEER_IDLE_MS / SWEEP_MS;
-    for (const [host, ports] of this.#byHost) {
-      for (const [port, peer] of ports) {
-        if (peer.seen <= oldest) {
-          ports.delete(port);
-          this.#size--;
-        }
-      }
-      if (ports.size === 0) this.#byHost.delete(host);
-    }
-  }
-}
-
-/**
- * Takes a token from `peer`'s bucket (`rate` a second, holding `rate`);
- * false when it is empty.
- */
-function takeToken(peer: Peer, rate: number): boolean {
-  const now = performance.now();
-  peer.tokens = Math.min(
-    rate,
-    peer.tokens + (now - peer.refilled) * rate / 1000,
-  );
-  peer.refilled = now;
-  if (peer.tokens < 1) return false;
-  peer.tokens--;
-  return true;
-}
 
 /** Counters of a server that has done nothing yet. */
 function emptyStats(): UdpEchoStats {
@@ -410,6 +295,7 @@ export async function serveUdpEcho(
   const conn = await bind(options);
   const addr = conn.addr;
   const unixPath = options.unix;
+  const unix = unixPath !== undefined;
   if (
     rate === 0 && "hostname" in addr && !LOOPBACK.has(addr.hostname)
   ) {
@@ -456,8 +342,10 @@ export async function serveUdpEcho(
       stats.datagramsIn++;
       stats.bytesIn += datagram.length;
       // A Unix peer is its socket path (null when it bound none).
-      const host = "hostname" in from ? from.hostname : from.path ?? "";
-      const port = "port" in from ? from.port : 0;
+      const host = unix
+        ? (from as Deno.UnixAddr).path ?? ""
+        : (from as Deno.NetAddr).hostname;
+      const port = unix ? 0 : (from as Deno.NetAddr).port;
       let peer = peers.get(host, port, stats);
       let admitted: boolean;
       if (peer !== undefined) {

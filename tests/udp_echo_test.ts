@@ -28,6 +28,8 @@ import {
   MAX_UDP_PAYLOAD,
   serveUdpEcho,
 } from "../servers/udp_echo.ts";
+import { AccessList } from "../_access.ts";
+import { PEER_IDLE_MS, PeerTable, SWEEP_MS } from "../servers/_udp_peers.ts";
 
 /** A buffer for every receive: larger than any datagram. */
 const RECEIVE_SIZE = 65_536;
@@ -282,6 +284,86 @@ Deno.test("UdpEchoServer --allow/--deny drop a refused sender's datagrams, count
   );
 });
 
+Deno.test("PeerTable: peers that share a port behind different addresses each keep their own entry, admission and count (the port cache)", () => {
+  const access = {
+    allow: undefined,
+    deny: AccessList.parse("10.0.0.2", "--deny"),
+  };
+  const table = new PeerTable(100, 5, access);
+  const counts = { peers: 0 };
+  const a = table.get("10.0.0.1", 4000, counts)!;
+  const b = table.get("10.0.0.2", 4000, counts)!;
+  assert.notEqual(a, b);
+  assert.equal(counts.peers, 2);
+  // Each turn takes the port's cache slot from the other: the answer is the
+  // same entry every time, and nothing counts twice.
+  for (let i = 0; i < 10; i++) {
+    assert.equal(table.get("10.0.0.1", 4000, counts), a);
+    assert.equal(table.get("10.0.0.2", 4000, counts), b);
+  }
+  assert.equal(counts.peers, 2);
+  assert.equal(a.admitted, true);
+  assert.equal(b.admitted, false, "10.0.0.2 is denied, 10.0.0.1 beside it not");
+  // A bucket each: spending b's tokens leaves a's alone.
+  b.tokens = 0;
+  assert.equal(table.get("10.0.0.1", 4000, counts)!.tokens, 5);
+  // The same address on another port is another peer.
+  assert.notEqual(table.get("10.0.0.1", 4001, counts), a);
+  assert.equal(counts.peers, 3);
+});
+
+Deno.test("PeerTable counts distinct peers exactly, as a set of the peers heard from within PEER_IDLE_MS would, over a random mix of lookups and sweeps", () => {
+  const next = pseudoRandom(0x5eed);
+  const hosts = ["127.0.0.1", "127.0.0.2", "::1", "/tmp/a.sock"];
+  const idleTicks = PEER_IDLE_MS / SWEEP_MS;
+  for (const max of [1_000, 7]) {
+    const table = new PeerTable(max, 1, undefined);
+    const counts = { peers: 0 };
+    // The model: every peer tracked, with the tick it was last heard from.
+    const seen = new Map<string, number>();
+    let tick = 0;
+    let untracked = 0;
+    let expected = 0;
+    for (let step = 0; step < 20_000; step++) {
+      if (next() % 200 === 0) {
+        // Sweeps, sometimes many in a row (peers go idle and are forgotten).
+        const sweeps = next() % 3 === 0 ? idleTicks : 1;
+        for (let i = 0; i < sweeps; i++) {
+          table.sweep();
+          tick++;
+          for (const [key, at] of seen) {
+            if (at <= tick - idleTicks) seen.delete(key);
+          }
+        }
+        continue;
+      }
+      // Few ports and several addresses: the port cache is shared and lost.
+      const host = hosts[next() % hosts.length]!;
+      const port = 5000 + next() % 6;
+      const key = `${host} ${port}`;
+      const peer = table.get(host, port, counts);
+      if (seen.has(key)) {
+        seen.set(key, tick);
+        assert.ok(peer, `${key} is tracked`);
+      } else if (seen.size < max) {
+        seen.set(key, tick);
+        expected++;
+        assert.ok(peer, `${key} is new and fits`);
+      } else {
+        untracked++;
+        assert.equal(peer, undefined, `${key}: the table is full`);
+      }
+      if (peer) assert.deepEqual([peer.host, peer.port], [host, port]);
+      assert.equal(counts.peers, expected, `step ${step}`);
+    }
+    assert.ok(
+      expected > 24,
+      `peers returned after being forgotten (${expected})`,
+    );
+    if (max === 7) assert.ok(untracked > 0, "the small table filled up");
+  }
+});
+
 Deno.test("UdpEchoServer: an echo to a port closed since does not stop the server", async () => {
   const lines: string[] = [];
   await using server = await serveUdpEcho({
@@ -445,6 +527,86 @@ Deno.test({
       out.stderr,
       /^access: denied 127\.0\.0\.2:\d+ \(--allow\/--deny\); the rest of this burst is counted\naccess: 3 datagrams in all denied\n$/,
     );
+  },
+});
+
+Deno.test({
+  name:
+    "servers/udp_echo.ts: two peers on one port, 127.0.0.1 and 127.0.0.2 (socat), keep their own --deny verdict and --rate-limit bucket",
+  ignore: !HAVE_SOCAT,
+  async fn(t) {
+    /** Sends one datagram [`byte`] from 127.0.0.2:`port` with socat. */
+    const fromSecond = async (to: number, port: number, byte: number) => {
+      const child = new Deno.Command("socat", {
+        args: ["-u", "-", `UDP:127.0.0.1:${to},bind=127.0.0.2:${port}`],
+        stdin: "piped",
+        stderr: "piped",
+      }).spawn();
+      const writer = child.stdin.getWriter();
+      await writer.write(new Uint8Array([byte]));
+      await writer.close();
+      const out = await child.output();
+      assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    };
+    for (
+      const [name, args, perms, second] of [
+        ["--deny 127.0.0.2", ["--deny", "127.0.0.2"], undefined, {
+          echoed: 0,
+          denied: 3,
+          limited: 0,
+        }],
+        // Its echoes go to 127.0.0.2 (nobody reads them): the server may
+        // send there. A bucket of 3 shared with the first peer would drop
+        // at least two of the six.
+        ["--rate-limit 3", ["--rate-limit", "3"], [
+          "--allow-net=127.0.0.1,127.0.0.2",
+        ], { echoed: 3, denied: 0, limited: 0 }],
+      ] as const
+    ) {
+      await t.step(name, async () => {
+        await using proc = new Running(
+          "servers/udp_echo.ts",
+          ["--port", "0", ...args],
+          { perms: perms ? [...perms] : undefined },
+        );
+        const to = {
+          transport: "udp" as const,
+          hostname: "127.0.0.1",
+          port: await proc.port(),
+        };
+        const first = client();
+        const marker = client();
+        const port = (first.addr as Deno.NetAddr).port;
+        try {
+          // In turn, so that each takes the port's place from the other.
+          for (let i = 0; i < 3; i++) {
+            await first.send(new Uint8Array([i]), to);
+            await fromSecond(to.port, port, 10 + i);
+          }
+          // A third peer's echo says the six before it were handled.
+          const last = await roundTrip(marker, to, new Uint8Array([99]));
+          assert.deepEqual([...last], [99]);
+          const buffer = new Uint8Array(RECEIVE_SIZE);
+          for (let i = 0; i < 3; i++) {
+            const [echo] = await first.receive(buffer);
+            assert.deepEqual([...echo], [i]);
+          }
+        } finally {
+          first.close();
+          marker.close();
+        }
+        const out = await proc.stop();
+        assert.equal(out.code, 0, out.stderr);
+        assert.match(
+          out.stdout,
+          new RegExp(
+            `stats: 7 datagrams in \\(7 bytes\\), ${4 + second.echoed} out \\(${
+              4 + second.echoed
+            } bytes\\), 3 distinct peers, 0 send errors, 0 receive errors, ${second.denied} denied, ${second.limited} rate-limited, 0 untracked$`,
+          ),
+        );
+      });
+    }
   },
 });
 
