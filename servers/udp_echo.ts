@@ -71,7 +71,7 @@ const RECEIVE_BUFFER_SIZE = 65_536;
 
 /**
  * Peers tracked at most (address and port each): what bounds the server's
- * memory under a flood from forged sources, to about 21 MB of heap
+ * memory under a flood from forged sources, to about 22 MB of heap
  * (docs/udp.md). A peer not heard from for
  * {@linkcode PEER_IDLE_MS} is forgotten; while the table is full of peers
  * heard from more recently, datagrams from new ones are echoed untracked,
