@@ -390,6 +390,10 @@ export const MERGE_SPEC: CommandSpec = {
   deno run --allow-net=10.0.0.5 tools/load.ts --host 10.0.0.5 -p 9000 -c 200 -d 30 --json > b.json
   deno run --allow-read=a.json,b.json tools/load.ts merge a.json b.json
 
+Values of a log are taken as ns (HdrHistogram's usual; a log's tags are
+merged together). Exit status: 0; 1 when a report was not ok, or a file cannot
+be read or is neither a report nor a log; 2 on a usage mistake.
+
 Permissions: --allow-read of each REPORT; --allow-write=FILE for --svg.`,
 };
 
