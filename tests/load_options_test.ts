@@ -7,7 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import { runScript, SOCKET_DIR } from "./_helpers.ts";
+import { Running, runScript, SOCKET_DIR } from "./_helpers.ts";
 import {
   echoLoop,
   LOAD,
@@ -319,4 +319,32 @@ Deno.test("load.ts --rate @P99MS --svg draws p99 against the offered rate", asyn
   } finally {
     await Deno.remove(path).catch(() => {});
   }
+});
+
+Deno.test("load.ts --rate @P99MS ends at Ctrl-C with the steps so far, marked interrupted, exit 130", async () => {
+  await using server = testServer((conn) => echoLoop(conn));
+  await using proc = new Running(LOAD, [
+    "-p",
+    String(server.port),
+    "-c",
+    "2",
+    "-d",
+    "3",
+    "--rate",
+    "@50",
+    "--json-stream",
+    "-q",
+  ]);
+  // The probe's line: the search is under way, its first step running.
+  await proc.waitFor(/"event":"probe"/);
+  const out = await proc.stop("SIGINT");
+  assert.equal(out.code, 130, out.stderr);
+  const events = out.stdout.split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l));
+  const end = events.find((e) => e.event === "end");
+  assert.ok(end !== undefined, JSON.stringify(events));
+  assert.equal(end.data.interrupted, true);
+  assert.match(end.data.reason, /^interrupted after \d+ steps/);
+  assert.equal(end.data.ok, false);
 });
