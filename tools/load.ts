@@ -851,6 +851,9 @@ Examples:
   deno run --allow-net=127.0.0.1 tools/load.ts -p 39304 -c 1000 -d 10
   deno run --allow-net=127.0.0.1 tools/load.ts -p 39304 --mode stream -s 16384 -c 10
   deno run --allow-net=127.0.0.1 tools/load.ts -p 39304 -c 50 --rate 1000 --json
+  deno run --allow-net=127.0.0.1 tools/load.ts -p 39304 -c 50 -d 10 --interval 1
+  deno run --allow-net=127.0.0.1 tools/load.ts -p 39304 -c 50 -d 5 --rate @5
+  deno run --allow-net=127.0.0.1 tools/load.ts -p 39304 --message 'PING\\r\\n'
   deno run --allow-net=localhost --allow-read=ca.pem tools/load.ts --host localhost -p 39304 --tls --ca ca.pem
   deno run --allow-net=127.0.0.1 --allow-read=ca.pem tools/load.ts -p 39304 --tls --ca ca.pem -c 0 --idle 2000 --connect-rate 500
   deno run --allow-net=127.0.0.1 tools/load.ts -p 39304 --udp -c 10 --rate 500 --max-loss 1
