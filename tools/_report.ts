@@ -121,10 +121,8 @@ export function round(value: number, digits: number): number {
   return Math.round(value * f) / f;
 }
 
-/** Formats a count with thousands separators. */
-export function count(n: number): string {
-  return Math.round(n).toLocaleString("en-US");
-}
+/** Formats a count with thousands separators: `_format.ts`'s formatInt. */
+export { formatInt as count } from "../_format.ts";
 
 /** The percentiles of a summary as the reports print them. */
 export function formatPercentiles(
