@@ -220,7 +220,9 @@ Deno.test("load.ts --rate @P99MS finds the highest rate under the p99, printing 
   assert.equal(report.targetP99, 25);
   assert.ok(report.steps.length >= 3 && report.steps.length <= 12);
   for (const s of report.steps) {
-    for (const k of ["offered", "achieved", "p50", "p99", "errors", "held"]) {
+    for (
+      const k of ["offered", "achieved", "p50", "p99", "errors", "cpu", "held"]
+    ) {
       assert.ok(k in s, k);
     }
     assert.equal(

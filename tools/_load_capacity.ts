@@ -38,6 +38,11 @@ export interface CapacityStep {
   p99: number;
   /** Errors: failed connects, resets, closes, wrong, missing or extra bytes. */
   errors: number;
+  /**
+   * The load generator's CPU in the step, percent of one core: near 100, a
+   * miss may be the generator's limit, not the server's.
+   */
+  cpu: number;
   /** p99 under the target, at least 95% of the rate achieved, no error. */
   held: boolean;
 }
@@ -174,6 +179,7 @@ export async function searchCapacity(
       p50: r.latency.p50,
       p99: r.latency.p99,
       errors: errorsOf(r),
+      cpu: r.cpu.percent,
       held: false,
     };
     step.held = step.p99 <= targetP99 && step.errors === 0 &&
@@ -232,6 +238,10 @@ export function formatCapacityStep(s: CapacityStep, targetP99: number): string {
       : s.p99 > targetP99
       ? `missed (p99 over ${targetP99} ms)`
       : "missed (rate not achieved)"
+  }${
+    s.cpu >= 90
+      ? ` (load generator at ${s.cpu}% of a core: perhaps its limit)`
+      : ""
   }`;
 }
 
