@@ -143,6 +143,10 @@ completion-2 and node (Node's tls); over a Unix socket (in a mktemp -d
 directory): loop, select, completion-1 and node. Over UDP: c, loop, node
 (Node's dgram) and udp-echo (servers/udp_echo.ts), with bench/_udp_load.c
 (built with gcc) and tools/load.ts --udp as clients.
+With tcp and no --only, relays in front of the C echo server, measured by
+bench/_tcp_load.c (built with gcc): tools/proxy.ts with no toxics and with a
+latency 0 toxic, bench/_plain_relay.ts, HAProxy in TCP mode (installed with
+apt-get when missing and run as root, else skipped) and socat TCP-LISTEN,fork.
 
 Needs an open-files limit of 10,100 in each process (server and load) for the
 10,000-connection cases; the bench raises the soft limit up to the hard one,
