@@ -5,6 +5,7 @@
  */
 
 import assert from "node:assert/strict";
+import * as hdr from "npm:hdr-histogram-js@3.0.1";
 import { LatencyHistogram } from "../tools/_histogram.ts";
 import { parseHistogramLog } from "../tools/_hdr_log.ts";
 import type { LoadReport } from "../tools/load.ts";
@@ -129,6 +130,16 @@ Deno.test("load.ts --histogram-log logs every sample of the run, and merge reads
   let samples = 0;
   for (const i of parsed.intervals) samples += i.histogram.count;
   assert.equal(samples, report.latency.samples);
+  // HdrHistogram's own reader (hdr-histogram-js's HistogramLogReader) reads
+  // the same intervals and samples.
+  const reader = new hdr.HistogramLogReader(text);
+  let theirs = 0;
+  let lines = 0;
+  for (let h; (h = reader.nextIntervalHistogram()) !== null; lines++) {
+    theirs += h.totalCount;
+  }
+  assert.equal(lines, parsed.intervals.length);
+  assert.equal(theirs, report.latency.samples);
   const out = await merge(["--json", log]);
   assert.equal(out.code, 0, out.stderr);
   const m: MergedReport = JSON.parse(out.stdout);
