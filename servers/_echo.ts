@@ -550,6 +550,19 @@ export function sumStats(list: EchoStats[]): EchoStats {
     total.acceptErrors += s.acceptErrors;
     total.acceptAborted += s.acceptAborted;
     total.denied += s.denied;
+    // The select server's buffer counters: sums now, the largest at peak.
+    if (s.bytesHeld !== undefined) {
+      total.bytesHeld = (total.bytesHeld ?? 0) + s.bytesHeld;
+    }
+    if (s.bufferBytes !== undefined) {
+      total.bufferBytes = (total.bufferBytes ?? 0) + s.bufferBytes;
+    }
+    if (s.peakHeld !== undefined) {
+      total.peakHeld = Math.max(total.peakHeld ?? 0, s.peakHeld);
+    }
+    if (s.peakBuffer !== undefined) {
+      total.peakBuffer = Math.max(total.peakBuffer ?? 0, s.peakBuffer);
+    }
   }
   total.perThread = list.map((s) => ({ ...s }));
   return total;

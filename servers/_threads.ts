@@ -9,7 +9,12 @@
  * @module
  */
 
-import { CliError } from "../_cli.ts";
+import {
+  CliError,
+  type OptionSpec,
+  parseInteger,
+  UsageError,
+} from "../_cli.ts";
 import type { Addr } from "../_net.ts";
 import {
   type EchoServer,
@@ -18,6 +23,30 @@ import {
   StatsWatch,
   sumStats,
 } from "./_echo.ts";
+
+/** The `--threads` option of the servers that run in Web Workers. */
+export const THREADS_OPTION: OptionSpec = {
+  type: "string",
+  short: "t",
+  default: "1",
+  arg: "T",
+  description: "Copies of the server in Web Workers on one port (Linux).",
+};
+
+/**
+ * `--threads` from the command line: 1 to 64, and only over TCP.
+ *
+ * @throws {UsageError} If it is out of range or given with `--unix`.
+ */
+export function parseThreads(value: unknown, unix: string | undefined): number {
+  const threads = parseInteger(value, "--threads", 1, 64);
+  if (threads > 1 && unix !== undefined) {
+    throw new UsageError(
+      "--threads and --unix do not combine: threads share a TCP port",
+    );
+  }
+  return threads;
+}
 
 /** How often a thread sends its counters to the main thread, in ms. */
 const STATS_INTERVAL = 200;

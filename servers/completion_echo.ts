@@ -40,7 +40,7 @@
  * @module
  */
 
-import { NOTES_PORT, parseInteger, runMain, UsageError } from "../_cli.ts";
+import { NOTES_PORT, parseInteger, runMain } from "../_cli.ts";
 import { type Addr, listen, listenEndpoint } from "../_net.ts";
 import {
   ECHO_OPTIONS,
@@ -55,9 +55,11 @@ import { CompletionEngine } from "./_completion_engine.ts";
 import {
   checkThreads,
   isServerThread,
+  parseThreads,
   runThread,
   serveThreads,
   type ThreadEntry,
+  THREADS_OPTION,
 } from "./_threads.ts";
 
 export {
@@ -177,13 +179,7 @@ const COMMAND = {
       description:
         "Worker loops taking completions: the notes' maxConcurrency.",
     },
-    threads: {
-      type: "string" as const,
-      short: "t",
-      default: "1",
-      arg: "T",
-      description: "Copies of the server in Web Workers on one port (Linux).",
-    },
+    threads: THREADS_OPTION,
   },
   epilog: `Examples:
   deno run --allow-net=127.0.0.1 servers/completion_echo.ts --port 0
@@ -204,12 +200,7 @@ export function main(args: string[]): Promise<number> {
   return echoServerMain(args, COMMAND, async (values, signal) => {
     const shared = await parseEchoOptions(values);
     const workers = parseInteger(values.workers, "--workers", 1, 1024);
-    const threads = parseInteger(values.threads, "--threads", 1, 64);
-    if (threads > 1 && shared.unix !== undefined) {
-      throw new UsageError(
-        "--threads and --unix do not combine: threads share a TCP port",
-      );
-    }
+    const threads = parseThreads(values.threads, shared.unix);
     return serveCompletionEcho({ ...shared, workers, threads, signal });
   });
 }

@@ -88,6 +88,15 @@ import {
   DEFAULT_MAX_BUFFER,
   DEFAULT_MIN_BUFFER,
 } from "./_select_buffers.ts";
+import {
+  checkThreads,
+  isServerThread,
+  parseThreads,
+  runThread,
+  serveThreads,
+  type ThreadEntry,
+  THREADS_OPTION,
+} from "./_threads.ts";
 
 export { AdaptiveSize, sizeTable } from "./_select_buffers.ts";
 
@@ -831,7 +840,36 @@ export interface SelectEchoOptions extends EchoServerOptions {
    * to `bufferSize`, the buffer is fixed, as in the notes.
    */
   maxBufferSize?: number;
+  /**
+   * Copies of the server, each in a Web Worker with its own listener on
+   * the same port (SO_REUSEPORT; Linux only, elsewhere 1). Default 1.
+   */
+  threads?: number;
+  /** Bind with SO_REUSEPORT even with one thread. Default false. */
+  reusePort?: boolean;
 }
+
+/**
+ * This module as its own Web Worker entry for `threads`, with every module
+ * a Worker loads from disk (the select-echo task's `--allow-read` lists the
+ * same).
+ */
+export const THREAD_ENTRY: ThreadEntry = {
+  url: import.meta.url,
+  name: "socket-notes select_echo thread",
+  modules: [
+    "./select_echo.ts",
+    "./_select_buffers.ts",
+    "./_threads.ts",
+    "./_echo.ts",
+    "../_cli.ts",
+    "../_net.ts",
+    "../_accept.ts",
+    "../_access.ts",
+    "../_tls_errors.ts",
+    "../_runtime.ts",
+  ],
+};
 
 /**
  * Starts the notes' select() echo server: one loop over a
@@ -840,16 +878,23 @@ export interface SelectEchoOptions extends EchoServerOptions {
  * data. Live stats include `bytesHeld` (read, not yet written back),
  * `peakHeld` (the most one connection held at once), `bufferBytes` (the
  * connections' buffers now) and `peakBuffer` (the largest one so far).
+ * With `threads` above 1 (Linux) the server runs that many times in Web
+ * Workers on one port and the handle sums their counters, each thread's
+ * kept in `stats().perThread`.
  *
  * Requires `--allow-net` (a Unix socket: `--allow-net=unix:PATH
- * --allow-read=PATH --allow-write=PATH`).
+ * --allow-read=PATH --allow-write=PATH`); `threads` above 1 needs
+ * `--unstable-net` (set in this package's deno.json) and `--allow-read` for
+ * the Worker's modules.
  *
  * @param options Where to listen (TCP, TLS, a Unix socket), limits, buffer
- * size.
+ * sizes, threads.
  * @returns The running server; `close()` drains it and gives final stats.
  * @throws {RangeError} If `bufferSize` is not a whole number from 1 to 64
- * MiB, or `maxBufferSize` one from `bufferSize` to 64 MiB.
- * @throws {CliError} If the address cannot be bound.
+ * MiB, or `maxBufferSize` one from `bufferSize` to 64 MiB, or `threads`
+ * not a whole number of at least 1 (or above 1 with `unix`).
+ * @throws {CliError} If the address cannot be bound, or threads need a
+ * permission or flag that is missing.
  *
  * @example
  * ```ts
@@ -874,6 +919,12 @@ export async function serveSelectEcho(
   const max = options.maxBufferSize ??
     Math.max(size, DEFAULT_MAX_BUFFER_SIZE);
   checkSize("maxBufferSize", max, size);
+  const log = options.log ?? ((line: string) => console.error(line));
+  const threads = checkThreads(THREAD_ENTRY, options, log);
+  if (threads > 1) {
+    const extra = { bufferSize: size, maxBufferSize: max };
+    return await serveThreads(THREAD_ENTRY, options, extra, threads, log);
+  }
   const listener = await listen(listenEndpoint(options, 0));
   return runEchoServer(
     listener,
@@ -914,10 +965,12 @@ const COMMAND = {
       description:
         `Largest buffer a connection's grows to while its reads fill it, the most held for one client (default ${DEFAULT_MAX_BUFFER_SIZE}, or --buffer if larger; equal to --buffer: fixed, as in the notes).`,
     },
+    threads: THREADS_OPTION,
   },
   epilog: `Examples:
   deno run --allow-net=127.0.0.1 servers/select_echo.ts --port 0
   deno run --allow-net=127.0.0.1 servers/select_echo.ts -p ${NOTES_PORT} --buffer 16384 --idle-timeout 60
+  deno run --allow-net=127.0.0.1 --allow-read servers/select_echo.ts -p ${NOTES_PORT} --threads 2
   ncat 127.0.0.1 ${NOTES_PORT}
 
 ${manyConnectionsHelp("servers/select_echo.ts", "select-echo")}
@@ -947,8 +1000,21 @@ export function main(args: string[]): Promise<number> {
         bufferSize,
         MAX_BUFFER_SIZE,
       );
-    return serveSelectEcho({ ...shared, bufferSize, maxBufferSize, signal });
+    const threads = parseThreads(values.threads, shared.unix);
+    return serveSelectEcho({
+      ...shared,
+      bufferSize,
+      maxBufferSize,
+      threads,
+      signal,
+    });
   });
 }
 
-if (import.meta.main) runMain(main);
+// A server thread loads this module as its Worker entry: it must serve, not
+// parse a command line, whatever `import.meta.main` says there.
+if (isServerThread(THREAD_ENTRY)) {
+  runThread(serveSelectEcho);
+} else if (import.meta.main) {
+  runMain(main);
+}

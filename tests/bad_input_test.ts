@@ -225,6 +225,13 @@ const TABLE: Record<string, ScriptRows> = {
           says: /expected 4096 to/,
         },
       ],
+      threads: [
+        ...countRows("--threads", 1, 64),
+        {
+          args: ["--threads", "2", "--unix", "/tmp/x.sock"],
+          says: /--threads and --unix do not combine/,
+        },
+      ],
     },
   },
   "servers/completion_echo.ts": {

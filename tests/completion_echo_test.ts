@@ -19,6 +19,7 @@ import {
   serveCompletionEcho,
   THREAD_ENTRY,
 } from "../servers/completion_echo.ts";
+import { THREAD_ENTRY as SELECT_THREAD_ENTRY } from "../servers/select_echo.ts";
 import {
   ECHO_RUNTIME_ENV,
   ECHO_V8_FLAGS,
@@ -835,44 +836,59 @@ Deno.test("completion_echo.ts --threads 2 serves from both threads; SIGTERM stop
   assert.equal(Number(match[1]) + Number(match[2]), 40);
 });
 
-Deno.test("deno task completion-echo's --allow-read names exactly the modules a --threads Worker loads (deno info), and --threads 2 serves under it", async () => {
-  const info = await new Deno.Command(Deno.execPath(), {
-    args: ["info", "--json", SCRIPT],
-    cwd: ROOT,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  assert.ok(info.success, new TextDecoder().decode(info.stderr));
-  const graph = JSON.parse(new TextDecoder().decode(info.stdout)) as {
-    modules: { specifier: string }[];
-  };
-  const root = new URL(`file://${ROOT}`);
-  const loaded = graph.modules.map((m) => m.specifier)
-    .filter((s) => s.startsWith(root.href))
-    .map((s) => s.slice(root.href.length)).sort();
-  const listed = THREAD_ENTRY.modules
-    .map((m) => new URL(m, THREAD_ENTRY.url).href.slice(root.href.length))
-    .sort();
-  assert.deepEqual(listed, loaded);
-  const task: string = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`))
-    .tasks["completion-echo"];
-  const read = task.match(/ --allow-read=(\S+) /);
-  assert.ok(read, task);
-  assert.deepEqual(read[1]!.split(",").sort(), loaded);
-  // The task's own permissions, and --threads 2 on top.
-  const perms = task.split(" ").filter((a) => a.startsWith("--allow-"));
-  await using proc = new Running(SCRIPT, ["--port", "0", "--threads", "2"], {
-    perms,
-    env: ECHO_RUNTIME_ENV,
+for (
+  const [task, script, entry] of [
+    ["completion-echo", SCRIPT, THREAD_ENTRY],
+    ["select-echo", "servers/select_echo.ts", SELECT_THREAD_ENTRY],
+  ] as const
+) {
+  Deno.test(`deno task ${task}'s --allow-read names exactly the modules a --threads Worker loads (deno info), and --threads 2 serves under it`, async () => {
+    const info = await new Deno.Command(Deno.execPath(), {
+      args: ["info", "--json", script],
+      cwd: ROOT,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.ok(info.success, new TextDecoder().decode(info.stderr));
+    const graph = JSON.parse(new TextDecoder().decode(info.stdout)) as {
+      modules: { specifier: string }[];
+    };
+    const root = new URL(`file://${ROOT}`);
+    const loaded = graph.modules.map((m) => m.specifier)
+      .filter((s) => s.startsWith(root.href))
+      .map((s) => s.slice(root.href.length)).sort();
+    const listed = entry.modules
+      .map((m) => new URL(m, entry.url).href.slice(root.href.length))
+      .sort();
+    assert.deepEqual(listed, loaded);
+    const line: string = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`))
+      .tasks[task];
+    const read = line.match(/ --allow-read=(\S+) /);
+    assert.ok(read, line);
+    assert.deepEqual(read[1]!.split(",").sort(), loaded);
+    // The task's own permissions, and --threads 2 on top.
+    const perms = line.split(" ").filter((a) => a.startsWith("--allow-"));
+    await using proc = new Running(script, ["--port", "0", "--threads", "2"], {
+      perms,
+      env: ECHO_RUNTIME_ENV,
+    });
+    const port = await proc.port();
+    const backs = await Promise.all(
+      Array.from({ length: 20 }, async (_, i) => {
+        const data = randomBytes(20_000, pseudoRandom(31 + i));
+        const back = await echoInChunks(port, data, pseudoRandom(60 + i), 999);
+        return firstDifference(back, data);
+      }),
+    );
+    assert.deepEqual(backs.filter((d) => d !== -1), []);
+    const out = await proc.stop("SIGTERM");
+    assert.equal(out.code, 0, out.stderr);
+    const match = out.stdout.match(
+      /stats: 20 connections served.*; per thread: (\d+), (\d+) connections/,
+    );
+    assert.ok(match, out.stdout);
   });
-  const port = await proc.port();
-  const data = randomBytes(20_000, pseudoRandom(31));
-  const back = await echoInChunks(port, data, pseudoRandom(32), 999);
-  assert.equal(firstDifference(back, data), -1);
-  const out = await proc.stop("SIGTERM");
-  assert.equal(out.code, 0, out.stderr);
-  assert.match(out.stdout, /per thread: \d+, \d+ connections/);
-});
+}
 
 Deno.test("completion_echo.ts --threads 2 without read access is one line, exit 1", async () => {
   const out = await runScript(SCRIPT, ["--port", "0", "--threads", "2"]);

@@ -477,6 +477,34 @@ Deno.test("SelectEchoServer: random data in random write sizes comes back exact 
   assert.equal(stats().bytesEchoed, stats().bytesRead);
 });
 
+Deno.test("SelectEchoServer with 2 threads: connections reach both, every byte echoes, the buffers adapt in each", async () => {
+  const { server: s } = await server({ threads: 2 });
+  const port = s.addr.port;
+  const backs = await Promise.all(
+    Array.from({ length: 40 }, async (_, i) => {
+      const next = pseudoRandom(900 + i);
+      // Some connections stream enough to grow their buffer.
+      const data = randomBytes(i % 4 === 0 ? 1 << 20 : 3000, next);
+      const back = await echoInChunks(port, data, next, 100_000);
+      return firstDifference(back, data);
+    }),
+  );
+  assert.deepEqual(backs.filter((d) => d !== -1), []);
+  const final = await s.close();
+  assert.equal(final.accepted, 40);
+  assert.equal(final.perThread?.length, 2);
+  assert.equal(final.errors, 0);
+  assert.equal(final.bytesEchoed, final.bytesRead);
+  assert.ok(
+    final.perThread!.some((t) => (t.peakBuffer ?? 0) > 1024),
+    JSON.stringify(final.perThread),
+  );
+  // The buffer counters add up over the threads; all given back.
+  assert.equal(final.bufferBytes, 0);
+  assert.equal(final.bytesHeld, 0);
+  assert.ok(final.peakBuffer! > 1024, JSON.stringify(final));
+});
+
 Deno.test("SelectEchoServer echoes after the client half-closes, then closes", async () => {
   const { server: s, stats } = await server({ verbose: true });
   await using _ = s;
