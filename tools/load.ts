@@ -794,11 +794,7 @@ async function capacityMain(
       print.report === "json-stream" ? JSON.stringify({ event, data }) : text(),
     );
   };
-  if (v["histogram-log"] !== undefined) {
-    throw new UsageError(
-      "--histogram-log and --rate @P99MS do not combine: a search is many runs, the log is of one",
-    );
-  }
+  // parseCapacityTarget refused --histogram-log: only --svg is open here.
   // Open the picture's file first: a path that cannot be written fails now.
   using outputs = await RunOutputs.open(v, "Logged by tools/load.ts");
   say("start", { targetP99 }, () =>
