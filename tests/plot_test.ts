@@ -102,6 +102,9 @@ Deno.test("latencySvg draws the interval series and empty runs", () => {
   // Two runs: a msg/s step line and a p99 step line each.
   const lines = polylines(svg);
   assert.equal(lines.length, 4);
+  // The time axis ends with the run (3 s), the value axes above the top.
+  assert.ok(svg.includes(">3</text>") && !svg.includes(">3.5</text>"));
+  assert.ok(svg.includes(">4k</text>"), "headroom over 3,000 msg/s");
   // A step per interval: two points each, the rate's rising.
   assert.equal(lines[0]!.length, 6);
   assert.ok(lines[0]![5]![1] < lines[0]![0]![1]);

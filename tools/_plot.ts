@@ -125,15 +125,17 @@ function n(v: number): string {
 }
 
 /** Ticks from 0 to a round top at or above `max`: 1, 2 or 5 times 10^k. */
-function ticks(max: number, want = 5): number[] {
+function ticks(max: number, want = 5, room = true): number[] {
   if (!(max > 0) || !Number.isFinite(max)) max = 1;
   const raw = max / want;
   const mag = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw)!;
   const out: number[] = [];
   for (let i = 0; i * step < max + step * 1e-9; i++) out.push(i * step);
-  // Headroom: a line at the very top would lie on the frame.
-  if (out[out.length - 1]! <= max) out.push(out.length * step);
+  // Headroom for a y axis: a line at the very top would lie on the frame;
+  // an x axis ends where its data does.
+  const top = out[out.length - 1]!;
+  if (top < max || (room && top === max)) out.push(out.length * step);
   // Tidy the float steps (0.30000000000000004).
   return out.map((t) => Number(t.toPrecision(12)));
 }
@@ -377,7 +379,7 @@ export function latencySvg(plot: LatencyPlot): string {
     const tMax = Math.max(
       ...runs.flatMap((r) => r.intervals.map((i) => i.end)),
     );
-    const tTicks = ticks(tMax, 8);
+    const tTicks = ticks(tMax, 8, false);
     if (runs.length > 1) {
       // One row of labels above both panels, clear of the lines.
       let x = LEFT;
@@ -470,7 +472,7 @@ function fmtMs(ms: number): string {
 export function capacitySvg(plot: CapacityPlot): string {
   const top = plot.subtitle ? 58 : 44;
   const steps = [...plot.steps].sort((a, b) => a.offered - b.offered);
-  const xt = ticks(Math.max(0, ...steps.map((s) => s.offered)), 6);
+  const xt = ticks(Math.max(0, ...steps.map((s) => s.offered)), 6, false);
   // The curve shoots up past the target: show up to 3 times the target, or
   // the highest p99 if that is lower, so the knee stays readable.
   const highest = Math.max(0, ...steps.map((s) => s.p99));
