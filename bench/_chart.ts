@@ -15,7 +15,11 @@ import { figure } from "./_measure.ts";
 import type { Results } from "./_report.ts";
 
 const COLORS = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2"];
-const BAR_H = 7, GAP = 8, LEFT = 95, WIDTH = 380;
+const BAR_H = 7, GAP = 8, WIDTH = 380;
+/** The narrowest room left of the bars for the rows' names. */
+const MIN_LEFT = 95;
+/** About how wide a character of the 11 px sans-serif labels is. */
+const CHAR_W = 6.2;
 
 /**
  * The step between ticks on an axis up to `highest`: 0.5, 1, 2, 5, 10, ...,
@@ -30,19 +34,33 @@ function tickStep(highest: number): number {
   }
 }
 
+/**
+ * A panel drawn apart from the tables: bars of `ratios[row][case]` (0 where
+ * not run) against a yardstick named in `title`. The relays' cases use it.
+ */
+export interface ChartPanel {
+  /** The panel's title, naming what 1.0 is. */
+  title: string;
+  /** A group of bars per row (a server, a relay). */
+  rows: string[];
+  /** A bar per case in each group, and its legend. */
+  cases: string[];
+  /** Each row's figure in each case as a ratio to the yardstick's. */
+  ratios: number[][];
+}
+
 /** Whether case `c` is drawn. */
 function charted(c: CaseSpec): boolean {
   return c.chart ?? !c.rss;
 }
 
-/** A panel's SVG elements from `top`; returns them and the next top. */
-function panel(
+/** A table's panel: each server's figure as a ratio to the loop's. */
+function tablePanel(
   title: string,
   servers: string[],
   cases: CaseSpec[],
   results: Results,
-  top: number,
-): { parts: string[]; bottom: number } {
+): ChartPanel {
   const base = results.get("loop");
   const ratios = servers.map((s) =>
     cases.map((c) => {
@@ -53,13 +71,22 @@ function panel(
       return v !== undefined && bv ? v / bv : 0;
     })
   );
+  return { title, rows: servers, cases: cases.map((c) => c.title), ratios };
+}
+
+/** A panel's SVG elements from `top`; returns them and the next top. */
+function draw(
+  { title, rows: servers, cases, ratios }: ChartPanel,
+  top: number,
+  left: number,
+): { parts: string[]; bottom: number } {
   const highest = Math.max(1.2, ...ratios.flat());
   const step = tickStep(highest);
   const max = Math.ceil(highest / step) * step;
   const barsTop = top + 18;
   const groupH = cases.length * BAR_H + GAP;
   const axisBottom = barsTop + servers.length * groupH;
-  const x = (r: number) => (LEFT + (r / max) * WIDTH).toFixed(1);
+  const x = (r: number) => (left + (r / max) * WIDTH).toFixed(1);
   const parts = [
     `<text x="4" y="${top + 8}" font-weight="bold">${escapeXml(title)}</text>`,
   ];
@@ -82,15 +109,15 @@ function panel(
   servers.forEach((s, i) => {
     const y0 = barsTop + i * groupH;
     parts.push(
-      `<text x="${LEFT - 6}" y="${
+      `<text x="${left - 6}" y="${
         y0 + (cases.length * BAR_H) / 2 + 4
       }" text-anchor="end">${escapeXml(s)}</text>`,
     );
     ratios[i]!.forEach((r, j) => {
       if (r === 0) return; // not run: no bar
       parts.push(
-        `<rect x="${LEFT}" y="${y0 + j * BAR_H}" width="${
-          (Number(x(r)) - LEFT).toFixed(1)
+        `<rect x="${left}" y="${y0 + j * BAR_H}" width="${
+          (Number(x(r)) - left).toFixed(1)
         }" height="${BAR_H - 1}" fill="${COLORS[j % COLORS.length]}"/>`,
       );
     });
@@ -98,10 +125,10 @@ function panel(
   cases.forEach((c, j) => {
     const y = axisBottom + 24 + j * 12;
     parts.push(
-      `<rect x="${LEFT}" y="${y - 8}" width="10" height="8" fill="${
+      `<rect x="${left}" y="${y - 8}" width="10" height="8" fill="${
         COLORS[j % COLORS.length]
       }"/>`,
-      `<text x="${LEFT + 14}" y="${y}">${escapeXml(c.title)}</text>`,
+      `<text x="${left + 14}" y="${y}">${escapeXml(c)}</text>`,
     );
   });
   return { parts, bottom: axisBottom + 24 + cases.length * 12 + 8 };
@@ -109,7 +136,8 @@ function panel(
 
 /**
  * The chart of `cases` (every table's), `servers` in order: a panel per
- * table of `tables` with a drawn case some server ran.
+ * table of `tables` with a drawn case some server ran, then the `extra`
+ * panels.
  */
 export function svgChart(
   tables: readonly TableSpec[],
@@ -117,6 +145,7 @@ export function svgChart(
   cases: CaseSpec[],
   results: Results,
   title: string,
+  extra: readonly ChartPanel[] = [],
 ): string {
   const parts: string[] = [
     `<text x="4" y="14" font-size="12" font-weight="bold">${
@@ -125,6 +154,7 @@ export function svgChart(
     `<text x="4" y="27" fill="#555">throughput as a ratio to the plain Deno read/write loop (1.0)</text>`,
   ];
   let top = 38;
+  const panels: ChartPanel[] = [];
   for (const table of tables) {
     const drawn = cases.filter((c) => c.table === table.key && charted(c));
     const ran = servers.filter((s) =>
@@ -134,13 +164,24 @@ export function svgChart(
       })
     );
     if (drawn.length === 0 || ran.length === 0) continue;
-    const p = panel(table.chartTitle, ran, drawn, results, top);
+    panels.push(tablePanel(table.chartTitle, ran, drawn, results));
+  }
+  panels.push(...extra.filter((p) => p.rows.length > 0));
+  // Room for the longest row name left of the bars.
+  const left = Math.max(
+    MIN_LEFT,
+    ...panels.flatMap((p) =>
+      p.rows.map((r) => Math.ceil(r.length * CHAR_W) + 12)
+    ),
+  );
+  for (const panel of panels) {
+    const p = draw(panel, top, left);
     parts.push(...p.parts);
     top = p.bottom;
   }
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${
-      LEFT + WIDTH + 20
+      left + WIDTH + 20
     }" height="${top}" font-family="sans-serif" font-size="11">`,
     ...parts,
     "</svg>",

@@ -18,6 +18,7 @@ import { runJson } from "../_process.ts";
 import { ROOT, type Started, startServer } from "./_start.ts";
 import { cpuSeconds, onPath } from "./_probes.ts";
 import { markdownTable, textTable } from "./_report.ts";
+import type { ChartPanel } from "./_chart.ts";
 
 /** What the C client prints. */
 interface TcpLoadReport {
@@ -378,5 +379,26 @@ export function proxyReport(
       ...result.notes.map((n) => `- ${n}`),
     ],
     text: `\n${heading}\n${textTable(result.rows)}`,
+  };
+}
+
+/**
+ * The cases' panel in the bench's chart: each relay's figure as a ratio to
+ * HAProxy's (none when HAProxy did not run).
+ */
+export function proxyPanel(result: ProxyCaseResult): ChartPanel {
+  const base = result.figures.haproxy;
+  const rows = base === undefined ? [] : Object.keys(result.figures);
+  return {
+    title: "Relays in front of the C echo server: ratio to HAProxy (1.0)",
+    rows,
+    cases: CASES.map((c) => c.title),
+    ratios: rows.map((name) =>
+      CASES.map((c) => {
+        const value = result.figures[name]?.[c.key];
+        const of = base?.[c.key];
+        return value !== undefined && of ? value / of : 0;
+      })
+    ),
   };
 }

@@ -68,7 +68,7 @@ import {
   tableRows,
   textTable,
 } from "./_report.ts";
-import { proxyReport, runProxyCases } from "./_proxy_cases.ts";
+import { proxyPanel, proxyReport, runProxyCases } from "./_proxy_cases.ts";
 import { latencyPlots } from "./_latency_plots.ts";
 import { benchServers, type ServerSpec } from "./_servers.ts";
 import { ROOT, type Started, startServer } from "./_start.ts";
@@ -515,17 +515,17 @@ export async function main(args: string[]): Promise<number> {
     if (socketDir !== undefined) await shell('rm -rf -- "$1"', socketDir);
   }
   // The relays' cases (tools/proxy.ts beside HAProxy, socat, a plain relay).
-  const relays = transports.has("tcp") && settings.only === undefined && hasGcc
-    ? proxyReport(
-      await runProxyCases({
+  const relayResult =
+    transports.has("tcp") && settings.only === undefined && hasGcc
+      ? await runProxyCases({
         out,
         seconds,
         repeat,
         build,
         ...(pin ? { cpus: { relay: serverCpu!, load: loadCpu! } } : {}),
-      }),
-    )
-    : undefined;
+      })
+      : undefined;
+  const relays = relayResult && proxyReport(relayResult);
   const results: Results = new Map();
   for (const { spec, cases } of runnable) {
     const cells = new Map<string, Cell>();
@@ -583,7 +583,14 @@ export async function main(args: string[]): Promise<number> {
   await Deno.writeTextFile(`${out}/bench.md`, md);
   await Deno.writeTextFile(
     `${out}/bench.svg`,
-    svgChart(TABLES, ran, active, results, `Echo servers, ${machine}`),
+    svgChart(
+      TABLES,
+      ran,
+      active,
+      results,
+      `Echo servers, ${machine}`,
+      relayResult ? [proxyPanel(relayResult)] : [],
+    ),
   );
   for (const p of plots) await Deno.writeTextFile(`${out}/${p.file}`, p.svg);
   tables.forEach(({ spec, rows }, i) => {

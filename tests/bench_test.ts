@@ -139,3 +139,42 @@ Deno.test("the bench's chart keeps to a few ticks when a ratio runs into the tho
   // The bar that ran off is drawn to the end of the axis.
   assert.match(svg, /<rect x="95" y="\d+" width="[3-4]\d\d\.\d"/);
 });
+
+Deno.test("the bench's chart draws the relays' cases as ratios to HAProxy", async () => {
+  const { svgChart } = await import("../bench/_chart.ts");
+  const { proxyPanel } = await import("../bench/_proxy_cases.ts");
+  const panel = proxyPanel({
+    figures: {
+      haproxy: { pp50: 80_000, stream: 600 },
+      "proxy (no toxics)": { pp50: 60_000, stream: 720 },
+      socat: { pp50: 30_000 },
+    },
+    cpu: {},
+    rows: [],
+    notes: [],
+  });
+  assert.deepEqual(panel.rows, ["haproxy", "proxy (no toxics)", "socat"]);
+  assert.deepEqual(panel.ratios, [[1, 1], [0.75, 1.2], [0.375, 0]]);
+  const svg = svgChart([], [], [], new Map(), "test", [panel]);
+  assert.match(
+    svg,
+    /Relays in front of the C echo server: ratio to HAProxy \(1\.0\)/,
+  );
+  assert.match(svg, />proxy \(no toxics\)</);
+  // A bar per figure that ran (five); socat's stream did not: no bar.
+  assert.equal(svg.match(/<rect x="\d+" y="\d+" width=/g)?.length, 5 + 2);
+  // The bars start right of the longest name, so none is cut at the left.
+  const left = Number(svg.match(/<rect x="(\d+)"/)![1]);
+  assert.ok(left >= "proxy (no toxics)".length * 6, `bars at x=${left}`);
+  // Without HAProxy there is nothing to be a ratio to: no panel.
+  const none = proxyPanel({
+    figures: { socat: { pp50: 1 } },
+    cpu: {},
+    rows: [],
+    notes: [],
+  });
+  assert.equal(
+    svgChart([], [], [], new Map(), "t", [none]).includes("Relays"),
+    false,
+  );
+});
