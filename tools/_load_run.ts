@@ -155,7 +155,17 @@ function endpointOf(options: LoadOptions): ConnectEndpoint {
   });
 }
 
-function validate(name: string, value: number, min: number, max: number) {
+/**
+ * Checks one whole-number option of a run (both load modes').
+ *
+ * @throws {RangeError} Unless `value` is a whole number from `min` to `max`.
+ */
+export function validate(
+  name: string,
+  value: number,
+  min: number,
+  max: number,
+): void {
   if (!Number.isSafeInteger(value) || value < min || value > max) {
     throw new RangeError(
       `Cannot use ${name} "${value}": expected a whole number from ${min} to ${max}`,

@@ -15,8 +15,11 @@
  * same histogram as the TCP mode's; jitter is RFC 3550's (iperf3's) over
  * round-trip transit times, the only transit an echo shows.
  *
+ * This module is the engine: the flows' sockets, their senders and
+ * receivers, and the run's clock; the datagram is `_udp_datagram.ts`, the
+ * flows and their tally `_udp_flow.ts`, the report `_udp_report.ts`.
  * Private to this package: `tools/load.ts` parses the command line and
- * re-exports {@linkcode runUdpLoad} and {@linkcode formatUdpReport}.
+ * re-exports {@linkcode runUdpLoad}.
  *
  * @module
  */
@@ -29,37 +32,28 @@ import {
   isTooManyOpenFiles,
   openFilesLimit,
 } from "./_load_nofile.ts";
-import {
-  formatSpan,
-  type IntervalSpan,
-  runIntervals,
-} from "./_load_interval.ts";
+import { type IntervalSpan, runIntervals } from "./_load_interval.ts";
+import { validate } from "./_load_run.ts";
 import { bareHost, formatAddr } from "../_net.ts";
 import { LatencyHistogram } from "./_histogram.ts";
-import { fillXorshift32 } from "../_random.ts";
+import { intervalLatency, round, summarize } from "./_report.ts";
+import { MAX_DATAGRAM, UDP_HEADER } from "./_udp_datagram.ts";
 import {
-  count,
-  type CpuReport,
-  cpuReport,
-  ERROR_SAMPLES,
-  ErrorSamples,
-  formatCpu,
-  formatPercentiles,
-  type IntervalLatency,
-  intervalLatency,
-  type LatencySummary,
-  round,
-  summarize,
-} from "./_report.ts";
-
-/** Bytes of the header every datagram starts with. */
-export const UDP_HEADER = 24;
-
-/**
- * Largest datagram: 65,535 bytes of IPv4 packet less its 20-byte header and
- * UDP's 8 (RFC 768); IPv6 could carry 20 more, but no IPv4 path can.
- */
-export const MAX_DATAGRAM = 65_507;
+  check,
+  MAX_RING,
+  meanJitter,
+  prepare,
+  UdpFlow,
+  type UdpRun,
+  UdpTally,
+  unbook,
+} from "./_udp_flow.ts";
+import {
+  buildUdpReport,
+  type UdpLoadInterval,
+  type UdpLoadProgress,
+  type UdpLoadReport,
+} from "./_udp_report.ts";
 
 /**
  * Datagrams per second per flow when no rate is given. A millisecond timer
@@ -116,398 +110,6 @@ export interface UdpLoadOptions {
   onProgress?: (progress: UdpLoadProgress) => void;
   /** Aborting it ends the sending early; the report covers the time run. */
   signal?: AbortSignal;
-}
-
-/** A snapshot of a UDP run in progress. */
-export interface UdpLoadProgress {
-  /** `running` while sending, `draining` while waiting for the last echoes. */
-  phase: "running" | "draining";
-  /** Milliseconds since sending started. */
-  elapsed: number;
-  /** Datagrams sent so far. */
-  sent: number;
-  /** Datagrams back intact in time so far. */
-  received: number;
-  /** While running: the interval that just ended, with its own figures. */
-  interval?: UdpLoadInterval;
-}
-
-/** One interval of a UDP run, with its own figures (iperf3's intervals). */
-export interface UdpLoadInterval {
-  /** Seconds since sending started, when the interval began. */
-  start: number;
-  /** Seconds since sending started, when it ended. */
-  end: number;
-  /** Datagrams sent in the interval. */
-  sent: number;
-  /** Datagrams back intact in time in the interval (sent in it or before). */
-  received: number;
-  /** Datagrams sent per second in the interval, all flows together. */
-  sentPerSecond: number;
-  /** Datagrams received per second in the interval. */
-  receivedPerSecond: number;
-  /** Received megabytes (10^6 bytes) per second in the interval. */
-  megabytesPerSecond: number;
-  /** Round trips of the datagrams received in the interval, ms. */
-  latency: IntervalLatency;
-  /** Corrupted, refused, failed sends and receives in the interval. */
-  errors: number;
-}
-
-/** What a UDP run measured. Every field is always present. */
-export interface UdpLoadReport {
-  /** `HOST:PORT` of the server. */
-  target: string;
-  /** Always `udp`. */
-  transport: "udp";
-  /** Flows (sockets). */
-  flows: number;
-  /** Datagram size in bytes, header included. */
-  size: number;
-  /** Datagrams per second per flow asked for; 0 floods. */
-  rate: number;
-  /** Whether the run flooded (`rate` 0). */
-  flood: boolean;
-  /** Datagrams per flow asked for; 0 is until the duration ends. */
-  count: number;
-  /** The loss timeout, ms. */
-  lossTimeout: number;
-  /** Seconds of sending the rates are computed over. */
-  seconds: number;
-  /** Datagrams sent. */
-  sent: number;
-  /** Datagrams back intact within the loss timeout, each counted once. */
-  received: number;
-  /** `sent - received`: not back intact within the loss timeout (late ones included). */
-  lost: number;
-  /** `lost` in percent of `sent`. */
-  lostPercent: number;
-  /** Intact first copies back after the loss timeout (counted in `lost`, not in `received`). */
-  late: number;
-  /** Extra intact copies of a datagram already back. */
-  duplicated: number;
-  /** Received datagrams that arrived after one of a higher sequence number. */
-  reordered: number;
-  /**
-   * Datagrams back with a changed byte, another length, a damaged header,
-   * or one this flow never sent; counted here only (a damaged copy does
-   * not answer for its datagram, which is lost unless an intact copy comes).
-   */
-  corrupted: number;
-  /** Datagrams from another address than the target's (not checked). */
-  foreign: number;
-  /** ICMP port unreachable reports (ECONNREFUSED on a send or a receive). */
-  refused: number;
-  /** Sends that failed otherwise (as a full buffer); those datagrams are not counted as sent. */
-  sendErrors: number;
-  /** Receives that failed otherwise; the flow stops receiving. */
-  receiveErrors: number;
-  /** Bytes sent. */
-  bytesSent: number;
-  /** Bytes of the received datagrams. */
-  bytesReceived: number;
-  /** Datagrams sent per second, all flows together. */
-  sentPerSecond: number;
-  /** Datagrams received per second, all flows together. */
-  receivedPerSecond: number;
-  /** Received megabytes (10^6 bytes) per second. */
-  megabytesPerSecond: number;
-  /** Round-trip time of each received datagram. */
-  latency: LatencySummary;
-  /**
-   * RFC 3550 jitter (iperf3's), in ms: per flow J += (|D| - J) / 16 over
-   * the differences D of successive round-trip times in order of arrival;
-   * the mean over flows, as iperf3 sums its streams.
-   */
-  jitterMs: number;
-  /** iperf3's name for `sent`. */
-  packets: number;
-  /** iperf3's name for `lost`. */
-  "lost_packets": number;
-  /** iperf3's name for `lostPercent`. */
-  "lost_percent": number;
-  /** iperf3's name for `jitterMs`. */
-  "jitter_ms": number;
-  /** iperf3's name for `reordered`. */
-  "out_of_order": number;
-  /** The `--max-loss` percent, or null when loss never fails the run. */
-  maxLoss: number | null;
-  /** Whether the loss was above `maxLoss`. */
-  lossExceeded: boolean;
-  /** CPU this process used while sending. */
-  cpu: CpuReport;
-  /** Each interval's own figures, in order. */
-  intervals: UdpLoadInterval[];
-  /** The first few distinct error messages, for a human. */
-  errors: string[];
-  /** The run was cut short by its signal (Ctrl-C). */
-  interrupted: boolean;
-  /**
-   * True when something came back, nothing came back corrupted, and the
-   * loss was not above `maxLoss`. Loss, duplicates and reordering alone are
-   * what UDP allows: reported, not failures.
-   */
-  ok: boolean;
-}
-
-/** Distinct payload offsets a flow cycles through, 8 bytes apart. */
-const SLOTS = 64;
-/** Most datagrams one flow tracks at once (17 bytes each). */
-const MAX_RING = 1 << 22;
-
-/** Counters of a run (one thread: no races). */
-class UdpTally extends ErrorSamples {
-  sent = 0;
-  received = 0;
-  late = 0;
-  duplicated = 0;
-  reordered = 0;
-  corrupted = 0;
-  foreign = 0;
-  refused = 0;
-  sendErrors = 0;
-  receiveErrors = 0;
-  bytesSent = 0;
-  bytesReceived = 0;
-  /** Datagrams sent and not yet back (intact, in time or late). */
-  outstanding = 0;
-
-  /** What an interval counts as errors. */
-  get errorCount(): number {
-    return this.corrupted + this.refused + this.sendErrors +
-      this.receiveErrors;
-  }
-}
-
-/** What every flow of a run reads. */
-interface UdpRun {
-  readonly tally: UdpTally;
-  /** Round trips of the current interval; replaced as each one ends. */
-  histogram: LatencyHistogram;
-  /** Where datagrams go, with the address the replies must come from. */
-  readonly addr: Deno.NetAddr;
-  readonly size: number;
-  readonly flows: number;
-  /** Milliseconds between datagrams of one flow; 0 floods. */
-  readonly interval: number;
-  /** Datagrams per flow at most; 0 is no limit. */
-  readonly count: number;
-  readonly lossTimeout: number;
-  /** Aborts when sending should stop. */
-  readonly stop: AbortSignal;
-  /** Latest send of any flow (`performance.now()`). */
-  lastSentAt: number;
-  /** Called when `tally.outstanding` reaches 0 after sending stopped. */
-  onSettled: () => void;
-}
-
-/** The 32-bit check of a header's first 20 bytes (FNV-1a over its words). */
-function headerCheck(view: DataView): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < 20; i += 4) {
-    h = Math.imul(h ^ view.getUint32(i), 0x01000193);
-  }
-  return h >>> 0;
-}
-
-/**
- * One flow: its socket, its pattern, the datagram it reuses for sending,
- * its receive buffer, and a ring of what it has sent, by sequence number.
- */
-class UdpFlow {
-  /** Position of this flow: in every header, and seeds its pattern. */
-  readonly index: number;
-  readonly conn: Deno.DatagramConn;
-  /** The datagram being sent; header rewritten, payload copied, per send. */
-  readonly out: Uint8Array;
-  readonly outView: DataView;
-  /** Receive buffer, one byte longer than a datagram, so a longer one shows. */
-  readonly recv: Uint8Array;
-  readonly recvView: DataView;
-  readonly recv32: Int32Array;
-  /** The flow's random bytes; datagram n's payload starts at (n % SLOTS) * 8. */
-  readonly pattern: Uint8Array;
-  readonly pattern32: Int32Array;
-  /** Ring of sent datagrams: the sequence number in each slot, -1 if none. */
-  seqs: Float64Array;
-  /** When the datagram in each slot was sent. */
-  sentAt: Float64Array;
-  /** 1 once the datagram in each slot came back intact. */
-  back: Uint8Array;
-  /** Sequence number of the next datagram. */
-  nextSeq = 0;
-  /** Highest sequence number received so far (-1: none). */
-  highest = -1;
-  /** Round-trip time of the datagram received last (NaN: none yet). */
-  lastTransit = NaN;
-  /** RFC 3550 jitter so far, ms. */
-  jitter = 0;
-
-  constructor(
-    index: number,
-    conn: Deno.DatagramConn,
-    size: number,
-    ring: number,
-  ) {
-    this.index = index;
-    this.conn = conn;
-    this.out = new Uint8Array(size);
-    this.outView = new DataView(this.out.buffer);
-    const recv = new ArrayBuffer(Math.ceil((size + 1) / 4) * 4);
-    this.recv = new Uint8Array(recv, 0, size + 1);
-    this.recvView = new DataView(recv);
-    this.recv32 = new Int32Array(recv);
-    const payload = size - UDP_HEADER;
-    const pattern = new ArrayBuffer(Math.ceil((payload + SLOTS * 8) / 4) * 4);
-    this.pattern = new Uint8Array(pattern);
-    this.pattern32 = new Int32Array(pattern);
-    // Seeded by the flow: reproducible, no two flows alike.
-    fillXorshift32(
-      this.pattern32,
-      Math.imul(index + 1, 0x9e3779b9) ^ 0x5bd1e995,
-    );
-    this.seqs = new Float64Array(ring).fill(-1);
-    this.sentAt = new Float64Array(ring);
-    this.back = new Uint8Array(ring);
-  }
-
-  /**
-   * Doubles the ring, keeping every entry: a slot is never reused while its
-   * datagram may still come back within twice the loss timeout.
-   */
-  grow(): void {
-    const old = { seqs: this.seqs, sentAt: this.sentAt, back: this.back };
-    const size = old.seqs.length * 2;
-    this.seqs = new Float64Array(size).fill(-1);
-    this.sentAt = new Float64Array(size);
-    this.back = new Uint8Array(size);
-    for (let i = 0; i < old.seqs.length; i++) {
-      const seq = old.seqs[i]!;
-      if (seq < 0) continue;
-      const slot = seq % size;
-      this.seqs[slot] = seq;
-      this.sentAt[slot] = old.sentAt[i]!;
-      this.back[slot] = old.back[i]!;
-    }
-  }
-}
-
-/**
- * Books the next datagram of `flow` in its ring and writes its header and
- * payload into `flow.out`: nothing is allocated (a copy of the payload is
- * the price of one reusable datagram). Returns its sequence number.
- */
-function prepare(run: UdpRun, flow: UdpFlow, now: number): number {
-  const seq = flow.nextSeq++;
-  let slot = seq % flow.seqs.length;
-  const held = flow.seqs[slot]!;
-  if (
-    held >= 0 && now - flow.sentAt[slot]! < 2 * run.lossTimeout &&
-    flow.seqs.length < MAX_RING
-  ) {
-    flow.grow();
-    slot = seq % flow.seqs.length;
-  }
-  flow.seqs[slot] = seq;
-  flow.sentAt[slot] = now;
-  flow.back[slot] = 0;
-  const v = flow.outView;
-  v.setUint32(0, flow.index);
-  v.setUint32(4, Math.floor(seq / 2 ** 32));
-  v.setUint32(8, seq >>> 0);
-  v.setFloat64(12, now);
-  v.setUint32(20, headerCheck(v));
-  const at = (seq % SLOTS) * 8;
-  flow.out.set(
-    flow.pattern.subarray(at, at + run.size - UDP_HEADER),
-    UDP_HEADER,
-  );
-  return seq;
-}
-
-/** Undoes {@linkcode prepare} for a datagram that could not be sent. */
-function unbook(flow: UdpFlow, seq: number): void {
-  const slot = seq % flow.seqs.length;
-  if (flow.seqs[slot] === seq) flow.seqs[slot] = -1;
-}
-
-/** Whether the payload of the `n`-byte datagram in `flow.recv` is seq's. */
-function payloadIntact(flow: UdpFlow, seq: number, n: number): boolean {
-  // Header and pattern offsets are multiples of 4: compare by words.
-  const payload = n - UDP_HEADER;
-  const words = payload >> 2;
-  const got = flow.recv32;
-  const want = flow.pattern32;
-  const w0 = (seq % SLOTS) * 2;
-  for (let i = 0; i < words; i++) {
-    if (got[UDP_HEADER / 4 + i] !== want[w0 + i]) return false;
-  }
-  const b0 = (seq % SLOTS) * 8;
-  for (let i = words * 4; i < payload; i++) {
-    if (flow.recv[UDP_HEADER + i] !== flow.pattern[b0 + i]) return false;
-  }
-  return true;
-}
-
-/** Sorts one datagram that came back to `flow` into the counters. */
-function check(run: UdpRun, flow: UdpFlow, n: number, now: number): void {
-  const t = run.tally;
-  const v = flow.recvView;
-  if (
-    n !== run.size || v.getUint32(20) !== headerCheck(v) ||
-    v.getUint32(0) !== flow.index
-  ) {
-    t.corrupted++;
-    t.note(
-      n !== run.size
-        ? `a datagram came back with ${n > run.size ? "more than " : ""}${
-          Math.min(n, run.size)
-        } bytes, not ${run.size}`
-        : v.getUint32(20) !== headerCheck(v)
-        ? "a datagram came back with its header changed"
-        : "a datagram came back to another flow than the one that sent it",
-    );
-    return;
-  }
-  const seq = v.getUint32(4) * 2 ** 32 + v.getUint32(8);
-  if (seq >= flow.nextSeq) {
-    t.corrupted++;
-    t.note("a datagram came back that was never sent");
-    return;
-  }
-  if (!payloadIntact(flow, seq, n)) {
-    t.corrupted++;
-    t.note("a datagram came back with its payload changed");
-    return;
-  }
-  const slot = seq % flow.seqs.length;
-  if (flow.seqs[slot] !== seq) {
-    // No longer tracked: sent over twice the loss timeout ago.
-    t.late++;
-    return;
-  }
-  if (flow.back[slot] === 1) {
-    t.duplicated++;
-    return;
-  }
-  flow.back[slot] = 1;
-  t.outstanding--;
-  const rtt = now - flow.sentAt[slot]!;
-  if (rtt > run.lossTimeout) {
-    t.late++;
-  } else {
-    t.received++;
-    t.bytesReceived += n;
-    run.histogram.record(rtt);
-    // RFC 3550 6.4.1, in arrival order: J += (|D| - J) / 16.
-    if (!Number.isNaN(flow.lastTransit)) {
-      flow.jitter += (Math.abs(rtt - flow.lastTransit) - flow.jitter) / 16;
-    }
-    flow.lastTransit = rtt;
-    if (seq < flow.highest) t.reordered++;
-    else flow.highest = seq;
-  }
-  if (t.outstanding === 0 && run.stop.aborted) run.onSettled();
 }
 
 /** Whether an error is what an ICMP port unreachable turns into. */
@@ -607,15 +209,6 @@ async function resolveTarget(hostname: string): Promise<string> {
     );
   }
 }
-
-function validate(name: string, value: number, min: number, max: number) {
-  if (!Number.isSafeInteger(value) || value < min || value > max) {
-    throw new RangeError(
-      `Cannot use ${name} "${value}": expected a whole number from ${min} to ${max}`,
-    );
-  }
-}
-
 /**
  * Drives a UDP echo server with `flows` sockets, each sending datagrams on
  * its own schedule, and checks every datagram that comes back. Sending
@@ -819,73 +412,16 @@ export async function runUdpLoad(
     }
 
     const seconds = (stoppedAt - startedAt) / 1000;
-    const lost = tally.sent - tally.received;
-    // To 0.001%: one datagram in 100,000.
-    const lostPercent = tally.sent > 0 ? round(lost / tally.sent * 100, 3) : 0;
-    const jittered = sockets.filter((f) => !Number.isNaN(f.lastTransit));
-    const jitterMs = jittered.length > 0
-      ? round(
-        jittered.reduce((sum, f) => sum + f.jitter, 0) / jittered.length,
-        3,
-      )
-      : 0;
-    const lossExceeded = maxLoss !== undefined && lostPercent > maxLoss;
-    if (tally.sent > 0 && tally.received === 0) {
-      tally.errors.unshift(
-        `nothing came back from ${target}${
-          tally.refused > 0
-            ? " (ICMP port unreachable: nothing listens there)"
-            : ": no echo service there, or every datagram was dropped"
-        }`,
-      );
-      tally.errors.length = Math.min(tally.errors.length, ERROR_SAMPLES);
-    }
-    if (tally.sent === 0) tally.note(`not one datagram could be sent`);
-    const report: UdpLoadReport = {
-      target,
-      transport: "udp",
-      flows,
-      size,
-      rate,
-      flood: rate === 0,
-      count,
-      lossTimeout,
-      seconds: round(seconds, 3),
-      sent: tally.sent,
-      received: tally.received,
-      lost,
-      lostPercent,
-      late: tally.late,
-      duplicated: tally.duplicated,
-      reordered: tally.reordered,
-      corrupted: tally.corrupted,
-      foreign: tally.foreign,
-      refused: tally.refused,
-      sendErrors: tally.sendErrors,
-      receiveErrors: tally.receiveErrors,
-      bytesSent: tally.bytesSent,
-      bytesReceived: tally.bytesReceived,
-      sentPerSecond: seconds > 0 ? Math.round(tally.sent / seconds) : 0,
-      receivedPerSecond: seconds > 0 ? Math.round(tally.received / seconds) : 0,
-      megabytesPerSecond: seconds > 0
-        ? round(tally.bytesReceived / seconds / 1e6, 2)
-        : 0,
+    return buildUdpReport({
+      settings: { target, flows, size, rate, count, lossTimeout, maxLoss },
+      tally,
+      seconds,
       latency: summarize(latency, options.percentiles),
-      jitterMs,
-      packets: tally.sent,
-      "lost_packets": lost,
-      "lost_percent": lostPercent,
-      "jitter_ms": jitterMs,
-      "out_of_order": tally.reordered,
-      maxLoss: maxLoss ?? null,
-      lossExceeded,
-      cpu: cpuReport(cpu, seconds),
+      jitterMs: meanJitter(sockets),
+      cpu,
       intervals,
-      errors: [...tally.errors],
       interrupted,
-      ok: tally.received > 0 && tally.corrupted === 0 && !lossExceeded,
-    };
-    return report;
+    });
   } finally {
     options.signal?.removeEventListener("abort", onAbort);
     stopper.abort();
@@ -897,94 +433,4 @@ export async function runUdpLoad(
       }
     }
   }
-}
-
-/**
- * Renders a UDP report as the few lines `tools/load.ts --udp` prints.
- *
- * @param report What {@linkcode runUdpLoad} returned.
- * @returns Lines of text, without a trailing newline.
- */
-export function formatUdpReport(report: UdpLoadReport): string {
-  const l = report.latency;
-  const lines = [
-    `load: UDP echo of ${count(report.size)}-byte datagrams, ${
-      count(report.flows)
-    } flows, ${
-      report.flood
-        ? "flooding (--rate 0: as fast as the sockets take them, so loss measures how fast socket buffers overflow)"
-        : `${report.rate} datagrams/s each`
-    }${
-      report.count ? `, ${count(report.count)} each at most` : ""
-    }, ${report.seconds} s against ${report.target}`,
-    `datagrams: ${count(report.sent)} sent, ${
-      count(report.received)
-    } received, ${count(report.lost)} lost (${report.lostPercent}%, ${
-      count(report.late)
-    } of them late), ${count(report.duplicated)} duplicated, ${
-      count(report.reordered)
-    } reordered, ${count(report.corrupted)} corrupted; loss timeout ${
-      report.lossTimeout / 1000
-    } s`,
-    `throughput: ${count(report.receivedPerSecond)} datagrams/s received of ${
-      count(report.sentPerSecond)
-    } sent, ${report.megabytesPerSecond} MB/s echoed`,
-    `rtt ms: ${formatPercentiles(l)}  (mean ${l.mean}, ${
-      count(l.samples)
-    } samples; its HdrHistogram in --json)`,
-    `jitter ms: ${report.jitterMs} (RFC 3550 over round-trip times, as iperf3's jitter_ms)`,
-  ];
-  if (
-    report.refused || report.sendErrors || report.receiveErrors ||
-    report.foreign
-  ) {
-    lines.push(
-      `errors: ${report.refused} refused (ICMP port unreachable), ${report.sendErrors} failed sends, ${report.receiveErrors} failed receives, ${report.foreign} from another address`,
-    );
-  }
-  lines.push(formatCpu(report.cpu));
-  for (const e of report.errors) lines.push(`error: ${e}`);
-  const cut = report.interrupted
-    ? `interrupted after ${report.seconds} s${report.ok ? "" : ", FAILED"}`
-    : undefined;
-  lines.push(
-    cut !== undefined
-      ? `result: ${cut}`
-      : report.ok
-      ? "result: ok"
-      : report.lossExceeded
-      ? `result: FAILED (loss ${report.lostPercent}% above --max-loss ${report.maxLoss}%)`
-      : "result: FAILED",
-  );
-  return lines.join("\n");
-}
-
-/**
- * A progress snapshot as the parts of one status line, most important first:
- * while running, the figures of the interval that just ended.
- */
-export function udpProgressParts(p: UdpLoadProgress): string[] {
-  const i = p.interval;
-  if (i === undefined) {
-    return [
-      `${p.phase} ${(p.elapsed / 1000).toFixed(1)} s`,
-      `${count(p.sent)} sent`,
-      `${count(p.received)} back in time`,
-    ];
-  }
-  return [
-    `running ${i.end.toFixed(1)} s: ${count(i.sentPerSecond)} sent/s`,
-    `${count(i.receivedPerSecond)} back/s`,
-    `p99 ${i.latency.p99.toFixed(3)} ms`,
-    `${count(i.errors)} errors`,
-  ];
-}
-
-/** Renders a UDP interval as one line of text, as iperf3 does. */
-export function formatUdpInterval(i: UdpLoadInterval): string {
-  return `${formatSpan(i)}  ${count(i.sentPerSecond).padStart(9)} sent/s  ${
-    count(i.receivedPerSecond).padStart(9)
-  } back/s  ${i.megabytesPerSecond.toFixed(2).padStart(8)} MB/s  p50 ${
-    i.latency.p50.toFixed(3)
-  } ms  p99 ${i.latency.p99.toFixed(3)} ms  ${count(i.errors)} errors`;
 }

@@ -92,18 +92,19 @@ import {
 } from "./_load_report.ts";
 import {
   DEFAULT_UDP_RATE,
-  formatUdpInterval,
-  formatUdpReport,
-  MAX_DATAGRAM,
   MAX_FLOWS,
   runUdpLoad,
-  UDP_HEADER,
-  type UdpLoadInterval,
   type UdpLoadOptions,
+} from "./_udp_load.ts";
+import { MAX_DATAGRAM, UDP_HEADER } from "./_udp_datagram.ts";
+import {
+  formatUdpInterval,
+  formatUdpReport,
+  type UdpLoadInterval,
   type UdpLoadProgress,
   type UdpLoadReport,
   udpProgressParts,
-} from "./_udp_load.ts";
+} from "./_udp_report.ts";
 
 export { LatencyHistogram };
 export { FAIR_LIMIT, runCapacitySearch, runLoad };
