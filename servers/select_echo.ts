@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --v8-flags=--max-semi-space-size=4 --allow-net
+#!/usr/bin/env -S deno run --unstable-net --v8-flags=--max-semi-space-size=4 --allow-net
 /**
  * The notes' "Select Example Server" (select-server.cpp): one thread, a list
  * of connections each with a buffer, and one loop that asks select()

@@ -67,7 +67,7 @@ export const TARGETS: CompileTarget[] = [
     script: "servers/select_echo.ts",
     name: "select_echo",
     permissions: ["--allow-net"],
-    flags: [ECHO_V8_FLAGS],
+    flags: ["--unstable-net", ECHO_V8_FLAGS],
   },
   {
     script: "servers/completion_echo.ts",
