@@ -11,7 +11,8 @@
 
 import { type Addr, formatAddr } from "../_net.ts";
 import { parseTarget } from "./netstat.ts";
-import { type ProxyServer, serveProxy, type ToxicSpec } from "./proxy.ts";
+import type { ToxicSpec } from "./_toxics.ts";
+import { type ProxyServer, serveProxy } from "./_proxy_server.ts";
 import { TOXIC_TYPES } from "./_toxics.ts";
 import { formatMetrics, METRICS_CONTENT_TYPE } from "./_proxy_metrics.ts";
 

@@ -11,7 +11,7 @@
  * @module
  */
 
-import type { ProxyStats } from "./proxy.ts";
+import type { ProxyStats } from "./_proxy_stats.ts";
 
 /** The content type of the text format, for the response header. */
 export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";

@@ -1,0 +1,193 @@
+/**
+ * The proxy's relay of one connection: connect to the upstream, then one
+ * read/write loop per direction through that direction's chain of toxics,
+ * with a half-close passed on, a reset or error closing both sides, and
+ * backpressure by a single buffer per direction. Private to
+ * `tools/proxy.ts`.
+ *
+ * The relay is a read/write loop per direction with one buffer each
+ * ({@linkcode PROXY_BUFFER_SIZE}): a chunk is written (through the toxics)
+ * before the next read, so a side that does not read stops the proxy
+ * reading the other, and a connection holds at most two buffers, 32 KiB, in
+ * the proxy (the kernel's socket buffers hold more). `conn.readable` is not
+ * used: it closes the whole connection at EOF (denoland/deno#22258), and a
+ * half-close must pass on with the other direction still flowing.
+ *
+ * @module
+ */
+
+import { describeError } from "../_cli.ts";
+import {
+  type Addr,
+  connect,
+  type ConnectEndpoint,
+  formatAddr,
+  writeAll,
+} from "../_net.ts";
+import {
+  Chain,
+  seededRandom,
+  type Stage,
+  type ToxicSpec,
+  type ToxicStream,
+} from "./_toxics.ts";
+import type { ProxyStats, ToxicStats } from "./_proxy_stats.ts";
+
+/**
+ * The buffer of each direction of each connection, in bytes: the proxy
+ * holds at most twice this per connection.
+ */
+export const PROXY_BUFFER_SIZE = 16 * 1024;
+
+/** What every connection of one proxy shares with the relay. */
+export interface RelayContext {
+  /** Where each connection is relayed to. */
+  readonly upstream: ConnectEndpoint;
+  /** Give up a connect to the upstream after this many ms. */
+  readonly connectTimeout: number;
+  /** Aborts when the proxy stops: a connect in flight gives up quietly. */
+  readonly stop: AbortSignal;
+  /** The proxy's counters, live. */
+  readonly stats: ProxyStats;
+  /** Where log lines go. */
+  readonly log: (line: string) => void;
+  /** The counters of a toxic, made when first needed. */
+  readonly tally: (toxic: Required<ToxicSpec>) => ToxicStats;
+  /** Brings a chain up to the proxy's toxics now, counting those applied. */
+  readonly applyToxics: (chain: Chain) => void;
+  /** Every direction's chain, till its connection ends (toxics change live). */
+  readonly chains: Set<Chain>;
+  /** How to cut each open connection (both sides), for stop and disable. */
+  readonly cuts: Set<() => void>;
+  /** The seeded draw that seeds each connection's own, or undefined. */
+  readonly random: (() => number) | undefined;
+}
+
+/**
+ * Relays `client` (connection `id`) to the upstream until both directions
+ * end: every byte in order both ways, a half-close (EOF) passed on with
+ * `closeWrite` while the other direction flows, a reset or error on either
+ * side closing both; an upstream that refuses or times out closes the
+ * client and logs a line. Never throws.
+ */
+export async function relay(
+  ctx: RelayContext,
+  client: Deno.Conn,
+  id: number,
+): Promise<void> {
+  const { stats, log, tally } = ctx;
+  const remote = formatAddr(client.remoteAddr as Addr);
+  let server: Deno.Conn;
+  try {
+    server = await connect(ctx.upstream, {
+      timeout: ctx.connectTimeout,
+      signal: ctx.stop,
+    });
+  } catch (error) {
+    client.close();
+    if (ctx.stop.aborted) return;
+    stats.upstreamFailures++;
+    log(
+      `connection ${id} from ${remote}: ${
+        error instanceof Error ? error.message : String(error)
+      }; closed the client`,
+    );
+    return;
+  }
+  for (const conn of [client, server]) {
+    // As Go does for toxiproxy: a slicer's slices go out one by one.
+    if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
+  }
+  const closed = new AbortController();
+  const cut = () => {
+    if (closed.signal.aborted) return;
+    closed.abort();
+    for (const conn of [client, server]) {
+      try {
+        conn.close();
+      } catch {
+        // Already closed.
+      }
+    }
+  };
+  ctx.cuts.add(cut);
+  const random = ctx.random === undefined
+    ? Math.random
+    : seededRandom(Math.floor(ctx.random() * 2 ** 32));
+
+  async function pump(
+    src: Deno.Conn,
+    dst: Deno.Conn,
+    stream: ToxicStream,
+  ): Promise<void> {
+    const buffer = new Uint8Array(PROXY_BUFFER_SIZE);
+    const [received, counter] = stream === "upstream"
+      ? ["bytesReceivedUpstream", "bytesUpstream"] as const
+      : ["bytesReceivedDownstream", "bytesDownstream"] as const;
+    let held = 0;
+    const sink: Stage = {
+      async write(chunk) {
+        await writeAll(dst, chunk);
+        stats[counter] += chunk.length;
+      },
+      end: () => dst.closeWrite(),
+    };
+    const chain = new Chain(stream, sink, {
+      random,
+      cut,
+      signal: closed.signal,
+      fail,
+      tally,
+    });
+    ctx.applyToxics(chain);
+    ctx.chains.add(chain); // till the connection ends: an end held may go on
+    mine.push(chain);
+    try {
+      for (;;) {
+        const n = await src.read(buffer);
+        if (n === null) {
+          await chain.head.end();
+          return;
+        }
+        held = n;
+        stats[received] += n;
+        stats.bytesHeld += n;
+        if (n > stats.peakHeld) stats.peakHeld = n;
+        const chunk = n === buffer.length ? buffer : buffer.subarray(0, n);
+        if (chain.head === sink) {
+          // No toxics (the hot path): writeAll's loop inline, without the
+          // sink's and writeAll's async frames (3% of the CPU a message).
+          let done = await dst.write(chunk);
+          while (done < n) done += await dst.write(chunk.subarray(done));
+          stats[counter] += n;
+        } else await chain.head.write(chunk);
+        stats.bytesHeld -= n;
+        held = 0;
+      }
+    } catch (error) {
+      stats.bytesHeld -= held;
+      fail(error);
+    }
+
+    /** An error of this direction: counted, logged, both sides closed. */
+    function fail(error: unknown): void {
+      if (closed.signal.aborted) return; // cut: by the other side or a toxic
+      stats.errors++;
+      log(
+        `connection ${id} from ${remote} (${stream}): ${
+          describeError(error)
+        }; closed both sides`,
+      );
+      cut();
+    }
+  }
+
+  const mine: Chain[] = [];
+  await Promise.all([
+    pump(client, server, "upstream"),
+    pump(server, client, "downstream"),
+  ]);
+  for (const chain of mine) ctx.chains.delete(chain);
+  cut();
+  ctx.cuts.delete(cut);
+}
