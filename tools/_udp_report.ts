@@ -250,7 +250,7 @@ export function buildUdpReport(input: UdpReportInput): UdpLoadReport {
 /**
  * Renders a UDP report as the few lines `tools/load.ts --udp` prints.
  *
- * @param report What `runUdpLoad` returned.
+ * @param report What {@linkcode runUdpLoad} returned.
  * @returns Lines of text, without a trailing newline.
  */
 export function formatUdpReport(report: UdpLoadReport): string {
