@@ -586,6 +586,21 @@ Deno.test({
           // A third peer's echo says the six before it were handled.
           const last = await roundTrip(marker, to, new Uint8Array([99]));
           assert.deepEqual([...last], [99]);
+          // The counts first: a wrong verdict or a shared bucket fails here
+          // rather than leaving a receive below waiting.
+          const out = await proc.stop();
+          assert.equal(out.code, 0, out.stderr);
+          assert.match(
+            out.stdout,
+            new RegExp(
+              `stats: 7 datagrams in \\(7 bytes\\), ${
+                4 + second.echoed
+              } out \\(${
+                4 + second.echoed
+              } bytes\\), 3 distinct peers, 0 send errors, 0 receive errors, ${second.denied} denied, ${second.limited} rate-limited, 0 untracked$`,
+            ),
+          );
+          // The first peer's three echoes wait in its socket, in order.
           const buffer = new Uint8Array(RECEIVE_SIZE);
           for (let i = 0; i < 3; i++) {
             const [echo] = await first.receive(buffer);
@@ -595,16 +610,6 @@ Deno.test({
           first.close();
           marker.close();
         }
-        const out = await proc.stop();
-        assert.equal(out.code, 0, out.stderr);
-        assert.match(
-          out.stdout,
-          new RegExp(
-            `stats: 7 datagrams in \\(7 bytes\\), ${4 + second.echoed} out \\(${
-              4 + second.echoed
-            } bytes\\), 3 distinct peers, 0 send errors, 0 receive errors, ${second.denied} denied, ${second.limited} rate-limited, 0 untracked$`,
-          ),
-        );
       });
     }
   },
