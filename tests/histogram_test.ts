@@ -86,6 +86,12 @@ Deno.test("LatencyHistogram percentiles are right on known samples", () => {
   for (const ns of [10, 20, 30, 2000]) small.record(ns / 1e6);
   assert.equal(small.percentile(50), 20 / 1e6);
   assert.equal(small.percentile(100), 2000 / 1e6);
+  // One slow sample among many fast ones shows at p99.9, not at p99.
+  const tail = new LatencyHistogram();
+  for (let i = 0; i < 999; i++) tail.record(0.1);
+  tail.record(250);
+  assert.ok(tail.percentile(99) < 0.11);
+  assert.equal(tail.percentile(100), 250);
   assert.throws(() => h.percentile(101), RangeError);
   h.reset();
   assert.equal(h.count, 0);

@@ -19,7 +19,6 @@ import {
   REPORT_FIELDS,
   testServer,
 } from "./_load_helpers.ts";
-import { LatencyHistogram } from "../tools/load.ts";
 
 const SERVERS = [
   { script: "bench/_loop_echo.ts", args: ["--port", "0"] },
@@ -288,36 +287,6 @@ Deno.test("load.ts prints a readable report and nothing more with --quiet", asyn
     "1.5",
   ]);
   assert.match(noisy.stderr, /^running 1\.0 s: [\d,]+ msg\/s/m);
-});
-
-Deno.test("LatencyHistogram percentiles are right on known samples", () => {
-  const h = new LatencyHistogram();
-  for (let ms = 1; ms <= 1000; ms++) h.record(ms);
-  assert.equal(h.count, 1000);
-  assert.equal(h.min, 1);
-  assert.equal(h.max, 1000);
-  assert.equal(h.mean, 500.5);
-  for (
-    const [p, want] of [[50, 500], [90, 900], [99, 990], [99.9, 999]] as const
-  ) {
-    const got = h.percentile(p);
-    // The bucket holding the sample reports its top: at most 1/128 above.
-    assert.ok(got >= want && got <= want * (1 + 1 / 128), `p${p} = ${got}`);
-  }
-  assert.equal(h.percentile(100), 1000);
-  assert.equal(h.percentile(0), 1);
-  // Below 256 ns every nanosecond has its own bucket: exact.
-  const small = new LatencyHistogram();
-  for (const ns of [10, 20, 30, 40]) small.record(ns / 1e6);
-  assert.equal(small.percentile(50), 20 / 1e6);
-  assert.equal(small.percentile(75), 30 / 1e6);
-  // One slow sample among many fast ones shows at p99.9, not at p99.
-  const tail = new LatencyHistogram();
-  for (let i = 0; i < 999; i++) tail.record(0.1);
-  tail.record(250);
-  assert.ok(tail.percentile(99) < 0.11);
-  assert.equal(tail.percentile(100), 250);
-  assert.throws(() => h.percentile(101), RangeError);
 });
 
 Deno.test("load.ts --help exits 0; a bad option or value exits 2", async () => {
