@@ -16,7 +16,7 @@
 
 import { runJson } from "../_process.ts";
 import { ROOT, type Started, startServer } from "./_start.ts";
-import { cpuSeconds, onPath } from "./_probes.ts";
+import { cpuSeconds, onPath, shell } from "./_probes.ts";
 import { markdownTable, textTable } from "./_report.ts";
 import type { ChartPanel } from "./_chart.ts";
 
@@ -91,12 +91,7 @@ export interface ProxyCaseResult {
 
 /** Runs `script` in sh; whether it exited 0. */
 async function shOk(script: string, ...args: string[]): Promise<boolean> {
-  const out = await new Deno.Command("sh", {
-    args: ["-c", script, "sh", ...args],
-    stdout: "null",
-    stderr: "null",
-  }).output();
-  return out.success;
+  return (await shell(script, ...args)).ok;
 }
 
 /**
