@@ -32,6 +32,7 @@
  */
 
 import { type AccessControl, AccessList, admits } from "../_access.ts";
+import { classifyAcceptError } from "../_accept.ts";
 import { PEER_IDLE_MS, PeerTable, SWEEP_MS, takeToken } from "./_udp_peers.ts";
 import {
   CliError,
@@ -171,14 +172,6 @@ function emptyStats(): UdpEchoStats {
     untracked: 0,
   };
 }
-
-/** Receive errors that mean a resource is short: back off rather than spin. */
-const EXHAUSTION_CODES: ReadonlySet<string> = new Set([
-  "ENOBUFS",
-  "ENOMEM",
-  "EMFILE",
-  "ENFILE",
-]);
 
 /**
  * Binds a Unix datagram socket at `path`, replacing a stale socket file (one
@@ -329,9 +322,9 @@ export async function serveUdpEcho(
       } catch (error) {
         if (stopping || isClosed(error)) return;
         stats.receiveErrors++;
-        const code = (error as { code?: unknown }).code;
-        const exhausted = typeof code === "string" &&
-          EXHAUSTION_CODES.has(code);
+        // A resource is short (ENOBUFS, EMFILE and the like): back off
+        // rather than spin, by the accept loop's reading of the same codes.
+        const exhausted = classifyAcceptError(error) === "exhausted";
         if (receiveBurst++ === 0 || exhausted) {
           log(`receive failed: ${describeError(error)}; receiving on`);
         }
