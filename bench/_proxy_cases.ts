@@ -14,6 +14,7 @@
  * @module
  */
 
+import { formatInt } from "../_format.ts";
 import { runJson } from "../_process.ts";
 import { ROOT, type Started, startServer } from "./_start.ts";
 import { cpuSeconds, onPath, shell } from "./_probes.ts";
@@ -335,9 +336,7 @@ export async function runProxyCases(
     rows.push([
       name,
       ...CASES.flatMap((c) => [
-        f[c.key] === undefined ? "-" : Math.round(f[c.key]!).toLocaleString(
-          "en-US",
-        ),
+        f[c.key] === undefined ? "-" : formatInt(f[c.key]!),
         ratio(f[c.key], base?.[c.key]),
         cpu[name]?.[c.key] === undefined ? "-" : String(cpu[name]![c.key]),
       ]),
