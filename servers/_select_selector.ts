@@ -266,21 +266,15 @@ export class Selector<T = unknown> implements Disposable {
 
   /** An empty selector. */
   constructor() {
-    const ready = () => this.#ready;
-    const wake = () => {
-      const w = this.#wake;
-      this.#wake = undefined;
-      w?.();
-    };
     this.#hub = {
       reads: 0,
       writes: 0,
       registered: 0,
-      report(key) {
+      report: (key) => {
         if (key.queued) return;
         key.queued = true;
-        ready().push(key);
-        wake();
+        this.#ready.push(key);
+        this.wakeup();
       },
     };
   }
