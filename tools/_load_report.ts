@@ -258,11 +258,6 @@ export function progressParts(p: LoadProgress): string[] {
   ];
 }
 
-/** Renders a progress snapshot as one line. */
-export function formatProgress(p: LoadProgress): string {
-  return progressParts(p).join(", ");
-}
-
 /** What {@linkcode buildReport} makes a report of: a run's settings and what it counted. */
 export interface ReportInput {
   /** The run's settings, as the report states them. */
