@@ -12,6 +12,7 @@
  * @module
  */
 
+import { formatInt } from "../_format.ts";
 import type { LatencyHistogram } from "./_histogram.ts";
 
 /** One line of the spectrum: a label and its histogram. */
@@ -515,7 +516,7 @@ export function capacitySvg(plot: CapacityPlot): string {
       `<text x="${ax}" y="${
         p.y + 14
       }" dx="4" font-size="11" fill="#2d6a27">answer ${
-        escapeXml(Math.round(plot.answer).toLocaleString("en-US"))
+        escapeXml(formatInt(plot.answer))
       } msg/s</text>`,
     );
   }
