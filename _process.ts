@@ -42,7 +42,7 @@ export interface ChildOptions {
  * `nofile` (raised by `sh`, which then execs the command, so that the PID
  * is the command's own).
  */
-export function wrapCommand(
+function wrapCommand(
   argv: readonly string[],
   options: Pick<ChildOptions, "cpu" | "nofile" | "nofileStrict"> = {},
 ): string[] {
@@ -195,7 +195,7 @@ export class Child implements AsyncDisposable {
 }
 
 /** A stream that splits text into lines. */
-export function lineSplitter(): TransformStream<string, string> {
+function lineSplitter(): TransformStream<string, string> {
   let rest = "";
   return new TransformStream({
     transform(chunk, controller) {

@@ -93,7 +93,7 @@ interface ThreadHandle {
  * ends the process (exit 70) instead of throwing, so ask first: the flag
  * also exposes `Deno.listenDatagram`.
  */
-export function hasUnstableNet(): boolean {
+function hasUnstableNet(): boolean {
   return typeof (Deno as { listenDatagram?: unknown }).listenDatagram ===
     "function";
 }
@@ -105,7 +105,7 @@ export function hasUnstableNet(): boolean {
  *
  * @throws {CliError} If a module file cannot be read.
  */
-export function checkWorkerReadable(entry: ThreadEntry, threads: number): void {
+function checkWorkerReadable(entry: ThreadEntry, threads: number): void {
   // A `deno compile` binary loads its Workers from the embedded modules,
   // under a `deno-compile-` path, with no read access needed.
   if (entry.url.includes("/deno-compile-")) return;
