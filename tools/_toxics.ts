@@ -323,26 +323,32 @@ const resetPeer: ToxicType = {
 const slicer: ToxicType = {
   attributes: { average_size: 0, size_variation: 0, delay: 0 },
   pipe(settings, link) {
-    /** Toxiproxy's chunk(): the cut points from `start` to `end`. */
-    function cuts(start: number, end: number): number[] {
+    /**
+     * Toxiproxy's chunk(): pushes onto `at` the cut points after `start` up
+     * to `end` (one array a chunk, not two a level).
+     */
+    function cuts(start: number, end: number, at: number[]): void {
       const average = settings.average_size!;
       const variation = settings.size_variation!;
       if (end - start < average + variation || end - start <= 1) {
-        return [start, end];
+        at.push(end);
+        return;
       }
       let mid = start + Math.floor((end - start) / 2);
       if (variation > 0) {
         mid += Math.floor(link.random() * variation * 2) - variation;
         mid = Math.min(end - 1, Math.max(start + 1, mid));
       }
-      return [...cuts(start, mid), ...cuts(mid, end).slice(1)];
+      cuts(start, mid, at);
+      cuts(mid, end, at);
     }
     return {
       async write(chunk) {
         if (settings.average_size! <= 0 || link.interrupt.aborted) {
           return link.next.write(chunk);
         }
-        const at = cuts(0, chunk.length);
+        const at = [0];
+        cuts(0, chunk.length, at);
         for (let i = 1; i < at.length; i++) {
           if (link.interrupt.aborted) {
             return link.next.write(chunk.subarray(at[i - 1]!));
