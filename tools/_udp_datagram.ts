@@ -31,11 +31,13 @@ export function headerCheck(view: DataView): number {
   return h >>> 0;
 }
 
-/** A flow's random bytes and the same memory as 32-bit words. */
+/** A flow's random bytes, the same memory as 32-bit words, and its payloads. */
 export interface FlowPattern {
   /** Datagram n's payload starts at (n % SLOTS) * 8. */
   readonly bytes: Uint8Array;
   readonly words: Int32Array;
+  /** Slot i's payload, a view of `bytes` made once. */
+  readonly payloads: readonly Uint8Array[];
 }
 
 /**
@@ -47,7 +49,11 @@ export function flowPattern(index: number, size: number): FlowPattern {
   const pattern = new ArrayBuffer(Math.ceil((payload + SLOTS * 8) / 4) * 4);
   const words = new Int32Array(pattern);
   fillXorshift32(words, Math.imul(index + 1, 0x9e3779b9) ^ 0x5bd1e995);
-  return { bytes: new Uint8Array(pattern), words };
+  const payloads = Array.from(
+    { length: SLOTS },
+    (_, i) => new Uint8Array(pattern, i * 8, payload),
+  );
+  return { bytes: new Uint8Array(pattern), words, payloads };
 }
 
 /**
@@ -68,8 +74,7 @@ export function writeDatagram(
   view.setUint32(8, seq >>> 0);
   view.setFloat64(12, now);
   view.setUint32(20, headerCheck(view));
-  const at = (seq % SLOTS) * 8;
-  out.set(pattern.bytes.subarray(at, at + out.length - UDP_HEADER), UDP_HEADER);
+  out.set(pattern.payloads[seq % SLOTS]!, UDP_HEADER);
 }
 
 /** The sequence number in a datagram's header. */
