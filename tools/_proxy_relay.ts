@@ -89,7 +89,7 @@ export async function relay(
     stats.upstreamFailures++;
     log(
       `connection ${id} from ${remote}: ${
-        error instanceof Error ? error.message : String(error)
+        describeError(error)
       }; closed the client`,
     );
     return;
