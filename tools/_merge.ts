@@ -24,6 +24,7 @@ import { LatencyHistogram } from "./_histogram.ts";
 import { parseHistogramLog } from "./_hdr_log.ts";
 import {
   count,
+  ErrorSamples,
   formatPercentiles,
   type LatencySummary,
   round,
@@ -117,7 +118,7 @@ export interface MergedReport {
   connect?: LatencySummary & { histogram: string };
   /** Runs that were cut short (Ctrl-C). */
   interrupted: number;
-  /** Every report's first distinct errors, first 5. */
+  /** Every report's first distinct errors, first 5 ({@linkcode ErrorSamples}). */
   errors: string[];
   /** True when every report was `ok` (logs say nothing of it). */
   ok: boolean;
@@ -238,7 +239,7 @@ export function mergeSources(sources: MergeSource[]): MergedReport {
   for (const key of rateKeys) rates[key] = 0;
   const latency = new LatencyHistogram();
   let connect: LatencyHistogram | undefined;
-  const errors: string[] = [];
+  const errors = new ErrorSamples();
   let interrupted = 0;
   let ok = true;
   for (const s of sources) {
@@ -265,9 +266,7 @@ export function mergeSources(sources: MergeSource[]): MergedReport {
     if (s.report.interrupted === true) interrupted++;
     if (s.report.ok !== true) ok = false;
     for (const e of (s.report.errors as unknown[] | undefined) ?? []) {
-      if (typeof e === "string" && errors.length < 5 && !errors.includes(e)) {
-        errors.push(e);
-      }
+      if (typeof e === "string") errors.note(e);
     }
   }
   for (const key of rateKeys) {
@@ -303,7 +302,7 @@ export function mergeSources(sources: MergeSource[]): MergedReport {
     latency: withHistogram(latency),
     ...(connect ? { connect: withHistogram(connect) } : {}),
     interrupted,
-    errors,
+    errors: errors.errors,
     ok,
   };
 }
