@@ -37,6 +37,7 @@ import {
   UsageError,
 } from "../_cli.ts";
 import { formatInt } from "../_format.ts";
+import { runCommand } from "../_process.ts";
 import { withWriteAccess } from "../_write_access.ts";
 import {
   benchCases,
@@ -229,15 +230,10 @@ async function build(
   binary: string,
   libs: string[] = [],
 ): Promise<string | undefined> {
-  const cc = await new Deno.Command("gcc", {
-    args: ["-O2", "-o", binary, source, ...libs],
+  const cc = await runCommand(["gcc", "-O2", "-o", binary, source, ...libs], {
     cwd: ROOT,
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  return cc.success
-    ? undefined
-    : new TextDecoder().decode(cc.stderr).split("\n")[0];
+  });
+  return cc.code === 0 ? undefined : cc.stderr.split("\n")[0];
 }
 
 /** A server that runs, with its command per transport and its cases. */
