@@ -17,6 +17,7 @@ import {
   type OptionSpec,
   UsageError,
 } from "../_cli.ts";
+import { writeAll } from "../_net.ts";
 import { LatencyHistogram } from "./_histogram.ts";
 import { HistogramLogFile } from "./_hdr_log.ts";
 import {
@@ -189,11 +190,8 @@ export class RunOutputs {
   /** Writes `svg` to the SVG file, if there is one. */
   async #writeSvg(svg: string): Promise<void> {
     if (!this.#svg) return;
-    const bytes = new TextEncoder().encode(svg);
     try {
-      for (let off = 0; off < bytes.length;) {
-        off += await this.#svg.file.write(bytes.subarray(off));
-      }
+      await writeAll(this.#svg.file, new TextEncoder().encode(svg));
     } catch (error) {
       throw cannotWrite("--svg", this.#svg.path, error);
     }
