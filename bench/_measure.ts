@@ -12,6 +12,7 @@
  */
 
 import type { LoadReport, UdpLoadReport } from "../tools/load.ts";
+import { sleep } from "../_cli.ts";
 import { formatInt } from "../_format.ts";
 import { runJson } from "../_process.ts";
 import {
@@ -178,7 +179,7 @@ async function measureRss(
   const sampler = (async () => {
     while (sampling) {
       peak = Math.max(peak, (await rssKb(server.pid)) ?? 0);
-      await new Promise((r) => setTimeout(r, 50));
+      await sleep(50);
     }
   })();
   const report = await runLoadProcess(
