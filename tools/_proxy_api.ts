@@ -61,17 +61,21 @@ function parseListen(text: string): { hostname: string; port: number } {
   return { hostname: target.hostname, port: zero ? 0 : target.port };
 }
 
-/** Reads a JSON object body, or throws toxiproxy's 400. */
-async function body(request: Request): Promise<Record<string, unknown>> {
-  let value: unknown;
+/** Reads a JSON body, or throws toxiproxy's 400. */
+async function jsonBody(request: Request): Promise<unknown> {
   try {
-    value = await request.json();
+    return await request.json();
   } catch (error) {
     throw new ApiError(
       `bad request body: ${(error as Error).message}`,
       400,
     );
   }
+}
+
+/** Reads a JSON object body, or throws toxiproxy's 400. */
+async function body(request: Request): Promise<Record<string, unknown>> {
+  const value = await jsonBody(request);
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw new ApiError("bad request body: expected a JSON object", 400);
   }
@@ -222,15 +226,7 @@ export async function serveProxyApi(
       return new Response(null, { status: 204 });
     }
     if (top === "populate" && parts.length === 1 && method === "POST") {
-      let list: unknown;
-      try {
-        list = await request.json();
-      } catch (error) {
-        throw new ApiError(
-          `bad request body: ${(error as Error).message}`,
-          400,
-        );
-      }
+      const list = await jsonBody(request);
       if (!Array.isArray(list)) {
         throw new ApiError("bad request body: expected an array", 400);
       }
