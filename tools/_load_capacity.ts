@@ -13,7 +13,7 @@
 
 import type { LoadOptions } from "./load.ts";
 import type { LoadReport } from "./_load_report.ts";
-import { count, round } from "./_report.ts";
+import { count, ErrorSamples, round } from "./_report.ts";
 
 /** Steps a search runs at most, besides its probe. */
 export const MAX_STEPS = 12;
@@ -131,11 +131,9 @@ export async function searchCapacity(
     );
   }
   const began = performance.now();
-  const errors: string[] = [];
+  const errors = new ErrorSamples();
   const note = (r: LoadReport) => {
-    for (const e of r.errors) {
-      if (errors.length < 5 && !errors.includes(e)) errors.push(e);
-    }
+    for (const e of r.errors) errors.note(e);
   };
   let corrupted = false;
   const first = await run({ ...load, rate: 0 });
@@ -219,7 +217,7 @@ export async function searchCapacity(
     seconds: round((performance.now() - began) / 1000, 3),
     interrupted,
     reason,
-    errors,
+    errors: errors.errors,
     ok: best !== undefined && !corrupted && !interrupted,
   };
 }
