@@ -11,12 +11,7 @@
  * @module
  */
 
-import {
-  type CliError,
-  fileError,
-  type OptionSpec,
-  UsageError,
-} from "../_cli.ts";
+import { fileError, type OptionSpec, UsageError } from "../_cli.ts";
 import { writeAll } from "../_net.ts";
 import { LatencyHistogram } from "./_histogram.ts";
 import { HistogramLogFile } from "./_hdr_log.ts";
@@ -55,17 +50,12 @@ export interface DrawnReport {
   intervals?: readonly unknown[];
 }
 
-/** The error of a file that cannot be opened for writing, in one line. */
-function cannotWrite(option: string, path: string, error: unknown): CliError {
-  return fileError("write", option, path, error);
-}
-
 /** Opens `path` for writing, truncated. */
 async function create(option: string, path: string): Promise<Deno.FsFile> {
   try {
     return await Deno.open(path, { write: true, create: true, truncate: true });
   } catch (error) {
-    throw cannotWrite(option, path, error);
+    throw fileError("write", option, path, error);
   }
 }
 
@@ -120,7 +110,7 @@ export class RunOutputs {
       try {
         log = await HistogramLogFile.create(logPath, comment);
       } catch (error) {
-        throw cannotWrite("--histogram-log", logPath, error);
+        throw fileError("write", "--histogram-log", logPath, error);
       }
     }
     let svg: { file: Deno.FsFile; path: string } | undefined;
@@ -193,7 +183,7 @@ export class RunOutputs {
     try {
       await writeAll(this.#svg.file, new TextEncoder().encode(svg));
     } catch (error) {
-      throw cannotWrite("--svg", this.#svg.path, error);
+      throw fileError("write", "--svg", this.#svg.path, error);
     }
   }
 
