@@ -24,9 +24,12 @@ export interface Target {
  *
  * @param text The target as a user writes it.
  * @param name What the message calls it, as `--check`.
+ * @param zero Whether port 0 (a free one, for an address to listen on) is
+ * taken.
  * @returns The host (without brackets) and port.
  * @throws {RangeError} If there is no host or port, the port is not 1 to
- * 65535, an IPv6 address lacks its brackets, or the colon after them.
+ * 65535 (or 0, with `zero`), an IPv6 address lacks its brackets, or the
+ * colon after them.
  *
  * @example
  * ```ts
@@ -35,7 +38,11 @@ export interface Target {
  * console.log(parseTarget("[::1]:8080")); // { hostname: "::1", port: 8080 }
  * ```
  */
-export function parseTarget(text: string, name = "target"): Target {
+export function parseTarget(
+  text: string,
+  name = "target",
+  zero = false,
+): Target {
   const what = `Cannot parse ${name} "${text}"`;
   let hostname: string;
   let port: string;
@@ -70,8 +77,12 @@ export function parseTarget(text: string, name = "target"): Target {
     }
   }
   const n = /^\d+$/.test(port) ? Number(port) : NaN;
-  if (!(n >= 1 && n <= 65535)) {
-    throw new RangeError(`${what}: the port must be 1 to 65535`);
+  if (!((n >= 1 || (zero && n === 0)) && n <= 65535)) {
+    throw new RangeError(
+      `${what}: the port must be 1 to 65535${
+        zero ? ", or 0 for a free one" : ""
+      }`,
+    );
   }
   return { hostname, port: n };
 }

@@ -54,13 +54,6 @@ class ApiError extends Error {
   }
 }
 
-/** Parses HOST:PORT where the port may be 0. */
-function parseListen(text: string): { hostname: string; port: number } {
-  const zero = /:0$/.test(text);
-  const target = parseTarget(zero ? text.replace(/:0$/, ":1") : text, "listen");
-  return { hostname: target.hostname, port: zero ? 0 : target.port };
-}
-
 /** Reads a JSON body, or throws toxiproxy's 400. */
 async function jsonBody(request: Request): Promise<unknown> {
   try {
@@ -141,7 +134,7 @@ export async function serveProxyApi(
     }
     let listen, upstream;
     try {
-      listen = parseListen(listenText);
+      listen = parseTarget(listenText, "listen", true);
       upstream = parseTarget(input.upstream as string, "upstream");
     } catch (error) {
       throw new ApiError((error as Error).message, 400);

@@ -189,13 +189,8 @@ export async function parseUpstream(
 export function parseApiAddress(
   text: string,
 ): { hostname: string; port: number } {
-  const zero = /:0$/.test(text);
   try {
-    const target = parseTarget(
-      zero ? text.replace(/:0$/, ":1") : text,
-      "--api",
-    );
-    return { hostname: target.hostname, port: zero ? 0 : target.port };
+    return parseTarget(text, "--api", true);
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
