@@ -33,7 +33,7 @@ export const STREAMS: readonly Transport[] = ["tcp", "tls", "unix"];
 /** Flows of every UDP case, each a socket of its own. */
 export const UDP_FLOWS = 50;
 /** Datagrams a second a flow of load.ts --udp: its default, 50,000 in all. */
-export const UDP_LOAD_RATE = 1_000;
+const UDP_LOAD_RATE = 1_000;
 /** Most datagrams a flow of the C client sends, whatever the duration. */
 export const UDP_MAX_PER_FLOW = 1_000_000;
 

@@ -31,7 +31,7 @@ export interface Table {
 }
 
 /** The cell `base` names, for case `key` of `server`. */
-export function baseCell(
+function baseCell(
   results: Results,
   base: RatioBase,
   server: string,

@@ -17,7 +17,7 @@ import { TOXIC_TYPES } from "./_toxics.ts";
 import { formatMetrics, METRICS_CONTENT_TYPE } from "./_proxy_metrics.ts";
 
 /** The version `GET /version` reports. */
-export const API_VERSION = "0.1.0";
+const API_VERSION = "0.1.0";
 
 /** Options of {@linkcode serveProxyApi}. */
 export interface ProxyApiOptions {
