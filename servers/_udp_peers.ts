@@ -35,6 +35,13 @@ export interface Peer {
   readonly host: string;
   /** Its port (0 for a Unix peer). */
   readonly port: number;
+  /**
+   * Where its echoes go: a plain object made once for the peer, with
+   * `host` and `port`. The sender's address object that Deno's `receive()`
+   * returns has slow (dictionary) properties, and `send()` reads two of
+   * them; this one's are fast (docs/udp.md).
+   */
+  readonly to: Deno.NetAddr | Deno.UnixAddr;
 }
 
 /**
@@ -62,13 +69,21 @@ export class PeerTable {
   readonly #access: AccessControl | undefined;
   /** The clock of `Peer.seen`: advanced by each sweep. */
   tick = 0;
-  /** The bucket that untracked peers share. */
+  /** The bucket that untracked peers share (its `to` is never used). */
   readonly overflow: Peer;
+  /** The bound socket's transport: that of every peer's `to`. */
+  readonly #transport: "udp" | "unixpacket";
 
-  constructor(max: number, burst: number, access: AccessControl | undefined) {
+  constructor(
+    max: number,
+    burst: number,
+    access: AccessControl | undefined,
+    transport: "udp" | "unixpacket" = "udp",
+  ) {
     this.#max = max;
     this.#burst = burst;
     this.#access = access;
+    this.#transport = transport;
     this.overflow = {
       seen: 0,
       tokens: burst,
@@ -76,6 +91,7 @@ export class PeerTable {
       admitted: true,
       host: "",
       port: 0,
+      to: { transport: "udp", hostname: "", port: 0 },
     };
   }
 
@@ -110,6 +126,9 @@ export class PeerTable {
         admitted: this.#access === undefined || admits(this.#access, host),
         host,
         port,
+        to: this.#transport === "udp"
+          ? { transport: "udp", hostname: host, port }
+          : { transport: "unixpacket", path: host },
       };
       ports.set(port, peer);
       this.#size++;

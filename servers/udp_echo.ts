@@ -299,7 +299,12 @@ export async function serveUdpEcho(
     );
   }
   const stats = emptyStats();
-  const peers = new PeerTable(maxPeers, rate, checked);
+  const peers = new PeerTable(
+    maxPeers,
+    rate,
+    checked,
+    unix ? "unixpacket" : "udp",
+  );
   const sweep = setInterval(() => peers.sweep(), SWEEP_MS);
   Deno.unrefTimer(sweep);
   let stopping = false;
@@ -341,12 +346,15 @@ export async function serveUdpEcho(
       const port = unix ? 0 : (from as Deno.NetAddr).port;
       let peer = peers.get(host, port, stats);
       let admitted: boolean;
+      let to: Addr;
       if (peer !== undefined) {
         admitted = peer.admitted;
+        to = peer.to;
       } else {
         stats.untracked++;
         peer = peers.overflow;
         admitted = checked === undefined || admits(checked, host);
+        to = from;
       }
       if (!admitted) {
         stats.denied++;
@@ -369,7 +377,7 @@ export async function serveUdpEcho(
       }
       sending = true;
       try {
-        stats.bytesOut += await conn.send(datagram, from);
+        stats.bytesOut += await conn.send(datagram, to);
         stats.datagramsOut++;
         if (sendBurst > 1) log(`send: ${sendBurst} echoes in all failed`);
         sendBurst = 0;
