@@ -496,8 +496,9 @@ export function parseToxic(text: string): Required<ToxicSpec> {
 export class Chain {
   /** Where the relay writes the next chunk. */
   head: Stage;
+  /** The last stage, the destination: `head` is it when there are no toxics. */
+  readonly sink: Stage;
   readonly #stream: ToxicStream;
-  readonly #sink: Stage;
   readonly #context: ChainContext;
   readonly #stages = new Map<
     Required<ToxicSpec>,
@@ -521,7 +522,7 @@ export class Chain {
     context: ChainContext,
   ) {
     this.#stream = stream;
-    this.#sink = sink;
+    this.sink = sink;
     this.#context = context;
     this.head = sink;
   }
@@ -539,7 +540,7 @@ export class Chain {
       const p = toxic.toxicity;
       if (p >= 1 || (p > 0 && this.#context.random() < p)) {
         const stop = new AbortController();
-        const forward = { next: this.#sink }; // relinked by later updates
+        const forward = { next: this.sink }; // relinked by later updates
         const tally = this.#context.tally?.(toxic);
         const { random, cut, signal } = this.#context;
         const link: Link = {
@@ -596,7 +597,7 @@ export class Chain {
       ...this.#order.filter((t) => this.#stages.has(t)),
       ...mine.filter((t) => this.#stages.has(t) && !linked.has(t)),
     ];
-    let head = this.#sink;
+    let head = this.sink;
     for (const toxic of this.#order.toReversed()) {
       const entry = this.#stages.get(toxic)!;
       entry.forward.next = head;
