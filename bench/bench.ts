@@ -121,10 +121,10 @@ const SPEC: CommandSpec = {
     },
     transports: {
       type: "string",
-      default: "tcp,tls,unix,udp",
+      default: "tcp,tls,unix,udp,relay",
       arg: "LIST",
       description:
-        "Comma-separated transports to run: tcp (the main matrix), tls, unix (which runs the TCP 50-connection case too: its yardstick), udp.",
+        "Comma-separated transports to run: tcp (the main matrix), tls, unix (which runs the TCP 50-connection case too: its yardstick), udp, relay (tools/proxy.ts beside HAProxy, socat and a plain relay; not with --only).",
     },
     "udp-rate": {
       type: "string",
@@ -144,7 +144,8 @@ completion-2 and node (Node's tls); over a Unix socket (in a mktemp -d
 directory): loop, select, completion-1 and node. Over UDP: c, loop, node
 (Node's dgram) and udp-echo (servers/udp_echo.ts), with bench/_udp_load.c
 (built with gcc) and tools/load.ts --udp as clients.
-With tcp and no --only, relays in front of the C echo server, measured by
+With relay in --transports (as by default) and no --only, relays in front
+of the C echo server, measured by
 bench/_tcp_load.c (built with gcc): tools/proxy.ts with no toxics and with a
 latency 0 toxic, bench/_plain_relay.ts, HAProxy in TCP mode (installed with
 apt-get when missing and run as root, else skipped) and socat TCP-LISTEN,fork.
@@ -162,6 +163,8 @@ interface Settings {
   repeat: number;
   udpRate: number;
   transports: Set<Transport>;
+  /** Whether to run the relays' cases (`relay` in `--transports`). */
+  relays: boolean;
   only?: string[];
 }
 
@@ -177,15 +180,24 @@ function parseSettings(v: Record<string, unknown>): Settings {
     }
   }
   const transports = new Set<Transport>();
+  let relays = false;
   for (const t of String(v.transports).split(",").map((s) => s.trim())) {
-    if (!TRANSPORTS.includes(t as Transport)) {
+    if (t === "relay") {
+      relays = true;
+    } else if (TRANSPORTS.includes(t as Transport)) {
+      transports.add(t as Transport);
+    } else {
       throw new UsageError(
         `Cannot parse --transports "${t}": expected some of ${
-          TRANSPORTS.join(", ")
+          [...TRANSPORTS, "relay"].join(", ")
         }`,
       );
     }
-    transports.add(t as Transport);
+  }
+  if (relays && v.only !== undefined && transports.size === 0) {
+    throw new UsageError(
+      "Cannot use --only with --transports relay alone: the relays' cases run without --only",
+    );
   }
   return {
     quick,
@@ -194,6 +206,7 @@ function parseSettings(v: Record<string, unknown>): Settings {
     repeat: parseInteger(v.repeat, "--repeat", 1, 20),
     udpRate: parseInteger(v["udp-rate"], "--udp-rate", 1, 100_000),
     transports,
+    relays,
     ...(v.only === undefined
       ? {}
       : { only: String(v.only).split(",").map((s) => s.trim()) }),
@@ -475,9 +488,11 @@ export async function main(args: string[]): Promise<number> {
 
   const started = performance.now();
   console.error(
-    `bench: ${chosen.length} servers x ${active.length} cases, ${d} s each${
-      pin ? ", server on cpu 0, load on cpu 1" : ""
-    }`,
+    `bench: ${
+      active.length === 0
+        ? "the relays"
+        : `${chosen.length} servers x ${active.length} cases`
+    }, ${d} s each${pin ? ", server on cpu 0, load on cpu 1" : ""}`,
   );
   const runnable: Runnable[] = [];
   for (const server of chosen) {
@@ -511,16 +526,15 @@ export async function main(args: string[]): Promise<number> {
     if (socketDir !== undefined) await shell('rm -rf -- "$1"', socketDir);
   }
   // The relays' cases (tools/proxy.ts beside HAProxy, socat, a plain relay).
-  const relayResult =
-    transports.has("tcp") && settings.only === undefined && hasGcc
-      ? await runProxyCases({
-        out,
-        seconds,
-        repeat,
-        build,
-        ...(pin ? { cpus: { relay: serverCpu!, load: loadCpu! } } : {}),
-      })
-      : undefined;
+  const relayResult = settings.relays && settings.only === undefined && hasGcc
+    ? await runProxyCases({
+      out,
+      seconds,
+      repeat,
+      build,
+      ...(pin ? { cpus: { relay: serverCpu!, load: loadCpu! } } : {}),
+    })
+    : undefined;
   const relays = relayResult && proxyReport(relayResult);
   const results: Results = new Map();
   for (const { spec, cases } of runnable) {

@@ -54,6 +54,21 @@ Deno.test("deno task bench rejects an unknown server with exit 2", async () => {
   assert.match(out.stderr, /^error: Cannot parse --only "apache"/);
 });
 
+Deno.test("deno task bench --transports takes relay (the relays' cases), which --only cannot narrow, and names it when a transport is unknown", async () => {
+  const alone = await task(["--transports", "relay", "--only", "c"]);
+  assert.equal(alone.code, 2);
+  assert.equal(
+    alone.stderr.trim(),
+    "error: Cannot use --only with --transports relay alone: the relays' cases run without --only",
+  );
+  const unknown = await task(["--transports", "tcp,sctp"]);
+  assert.equal(unknown.code, 2);
+  assert.equal(
+    unknown.stderr.trim(),
+    'error: Cannot parse --transports "sctp": expected some of tcp, tls, unix, udp, relay',
+  );
+});
+
 Deno.test("deno task bench --out DIR writes to DIR, running again with write access to DIR alone", async () => {
   // Outside bench-results/, the one directory the task grants: issue 14's
   // "Requires write access" for any other --out.
