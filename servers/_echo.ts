@@ -23,6 +23,7 @@ import {
   sleep,
 } from "../_cli.ts";
 import { Acceptor } from "../_accept.ts";
+import { StatsWatch } from "../_watch.ts";
 import { ECHO_RUNTIME_ENV, ECHO_V8_FLAGS } from "../_runtime.ts";
 import {
   accessControl,
@@ -146,70 +147,6 @@ export interface EchoServer<A extends Addr = Deno.NetAddr>
     test: (stats: EchoStats) => boolean,
     signal?: AbortSignal,
   ): Promise<EchoStats>;
-}
-
-/**
- * Waiters on counters that change: {@linkcode EchoServer.until} for every
- * server handle, the core's and the threaded server's, in one place. A
- * change costs a size check when nobody waits.
- */
-export class StatsWatch<S> {
-  #read: () => S;
-  #waiters = new Set<{ check(): void; fail(error: Error): void }>();
-  #stopped = false;
-
-  /** Watches the counters `read` returns. */
-  constructor(read: () => S) {
-    this.#read = read;
-  }
-
-  /** The counters changed: settles the waiters whose test now holds. */
-  changed(): void {
-    if (this.#waiters.size === 0) return;
-    for (const waiter of [...this.#waiters]) waiter.check();
-  }
-
-  /** The server has stopped: one last check, then the rest reject. */
-  stop(): void {
-    this.changed();
-    this.#stopped = true;
-    for (const waiter of [...this.#waiters]) {
-      waiter.fail(new Error("The server stopped before the wait was over"));
-    }
-  }
-
-  /** See {@linkcode EchoServer.until}. */
-  until(test: (stats: S) => boolean, signal?: AbortSignal): Promise<S> {
-    return new Promise<S>((resolve, reject) => {
-      const done = () => {
-        this.#waiters.delete(waiter);
-        signal?.removeEventListener("abort", abort);
-      };
-      const waiter = {
-        check: () => {
-          try {
-            const stats = this.#read();
-            if (!test(stats)) return;
-            done();
-            resolve(stats);
-          } catch (error) {
-            done();
-            reject(error);
-          }
-        },
-        fail: (error: Error) => {
-          done();
-          reject(error);
-        },
-      };
-      const abort = () => waiter.fail(signal!.reason);
-      if (signal?.aborted) return reject(signal.reason);
-      signal?.addEventListener("abort", abort, { once: true });
-      this.#waiters.add(waiter);
-      waiter.check();
-      if (this.#stopped) waiter.fail(new Error("The server has stopped"));
-    });
-  }
 }
 
 /** One accepted connection, as the core tracks it. */

@@ -20,9 +20,9 @@ import {
   type EchoServer,
   type EchoServerOptions,
   type EchoStats,
-  StatsWatch,
   sumStats,
 } from "./_echo.ts";
+import { StatsWatch } from "../_watch.ts";
 
 /** The `--threads` option of the servers that run in Web Workers. */
 export const THREADS_OPTION: OptionSpec = {

@@ -153,6 +153,7 @@ export const THREAD_ENTRY: ThreadEntry = {
     "../_access.ts",
     "../_tls_errors.ts",
     "../_runtime.ts",
+    "../_watch.ts",
   ],
 };
 

@@ -165,8 +165,9 @@ export async function readLine(conn: Deno.Conn): Promise<string | null> {
 }
 
 /**
- * Waits for `server.until(test)` (an echo server's handle: see
- * `EchoServer.until`), failing after `ms` with `what`.
+ * Waits for `server.until(test)` (an echo server's or the proxy's handle:
+ * see `EchoServer.until`, `ProxyServer.until`), failing after `ms` with
+ * `what`.
  */
 export async function waitForStats<S>(
   server: {

@@ -9,7 +9,7 @@
  */
 
 import assert from "node:assert/strict";
-import { readAll, waitUntil, writeAll } from "./_helpers.ts";
+import { readAll, waitForStats, writeAll } from "./_helpers.ts";
 import { serveSelectEcho } from "../servers/select_echo.ts";
 import { formatProxyStats, serveProxy } from "../tools/proxy.ts";
 import { serveProxyApi } from "../tools/_proxy_api.ts";
@@ -31,7 +31,7 @@ Deno.test("proxy stats: bytes read and written each way, and per toxic its conne
     await writeAll(conn, data);
     assert.equal((await readN(conn, data.length)).length, data.length);
   }
-  await waitUntil(() => proxy.stats().active === 0, "the connection to end");
+  await waitForStats(proxy, (s) => s.active === 0, "the connection to end");
   let stats = proxy.stats();
   assert.equal(stats.connections, 1);
   assert.equal(stats.bytesReceivedUpstream, 10_000);
@@ -51,8 +51,9 @@ Deno.test("proxy stats: bytes read and written each way, and per toxic its conne
   proxy.addToxic({ type: "hang", stream: "upstream" });
   using conn = await Deno.connect({ hostname: "127.0.0.1", port });
   await writeAll(conn, data.subarray(0, 500));
-  await waitUntil(
-    () => proxy.stats().toxics.hang_upstream?.bytesIn === 500,
+  await waitForStats(
+    proxy,
+    (s) => s.toxics.hang_upstream?.bytesIn === 500,
     "the hang to take 500 bytes",
   );
   stats = proxy.stats();
@@ -73,6 +74,37 @@ Deno.test("proxy stats: bytes read and written each way, and per toxic its conne
   // A removed toxic keeps its counters.
   proxy.removeToxic("hang_upstream");
   assert.equal(proxy.stats().toxics.hang_upstream!.bytesIn, 500);
+});
+
+Deno.test("proxy until(): resolves at the change it waits for (a connection open, then ended), at once when it holds already, and rejects when the proxy stops first", async () => {
+  await using echo = await serveSelectEcho({ port: 0, log: () => {} });
+  const proxy = await serveProxy({
+    port: 0,
+    upstream: { hostname: "127.0.0.1", port: echo.addr.port },
+    log: () => {},
+  });
+  const port = (proxy.addr as Deno.NetAddr).port;
+  assert.equal((await proxy.until((s) => s.active === 0)).connections, 0);
+  const opened = proxy.until(
+    (s) => s.active === 1,
+    AbortSignal.timeout(10_000),
+  );
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  assert.equal((await opened).connections, 1);
+  const ended = proxy.until(
+    (s) => s.connections === 1 && s.active === 0,
+    AbortSignal.timeout(10_000),
+  );
+  conn.close();
+  assert.equal((await ended).active, 0);
+  const never = proxy.until((s) => s.connections === 2);
+  const stopped = await proxy.close();
+  await assert.rejects(never, /stopped before the wait was over/);
+  assert.equal(stopped.connections, 1);
+  await assert.rejects(
+    proxy.until(() => false),
+    /stopped/,
+  );
 });
 
 /**
@@ -149,8 +181,9 @@ Deno.test("proxy API: GET /metrics in Prometheus text format with toxiproxy's by
     const rest = await readAll(conn).catch(() => new Uint8Array());
     assert.equal(rest.length, 200); // 300 in all, then the cut
   }
-  await waitUntil(
-    () => api.proxy(name)!.stats().active === 0,
+  await waitForStats(
+    api.proxy(name)!,
+    (s) => s.active === 0,
     "the connection to end",
   );
 

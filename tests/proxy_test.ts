@@ -17,7 +17,7 @@ import {
   readAll,
   Running,
   unixSocket,
-  waitUntil,
+  waitForStats,
   writeAll,
 } from "./_helpers.ts";
 import { serveSelectEcho } from "../servers/select_echo.ts";
@@ -70,7 +70,7 @@ Deno.test("proxy: 200 connections of random data in random chunks come back byte
       assert.equal(firstDifference(back, data), -1);
     }));
   }
-  await waitUntil(() => proxy.stats().active === 0, "connections to end");
+  await waitForStats(proxy, (s) => s.active === 0, "connections to end");
   const stats = await proxy.close();
   assert.equal(stats.connections, 200);
   assert.equal(stats.bytesUpstream, total);
@@ -105,7 +105,7 @@ Deno.test("proxy: a half-close is passed on both ways and the other direction ke
     await client.closeWrite();
     assert.equal(decode(await readAll(server)), "still talking");
   });
-  await waitUntil(() => proxy.stats().active === 0, "connections to end");
+  await waitForStats(proxy, (s) => s.active === 0, "connections to end");
   const stats = await proxy.close();
   assert.equal(stats.errors, 0);
   assert.equal(stats.bytesUpstream, "question".length + "still talking".length);
@@ -140,7 +140,7 @@ Deno.test("proxy: a client that does not read stops the proxy reading the upstre
       `${stats.bytesDownstream} and holds ${stats.bytesHeld}`,
   );
   client.close();
-  await waitUntil(() => proxy.stats().active === 0, "the connection to end");
+  await waitForStats(proxy, (s) => s.active === 0, "the connection to end");
   server.close();
   await writing;
   await proxy.close();
@@ -174,7 +174,7 @@ Deno.test("proxy: an upstream that refuses closes the client with a log line; a 
     socket.resetAndDestroy();
     const got = await readAll(server).catch(() => new Uint8Array());
     assert.equal(got.length, 0);
-    await waitUntil(() => proxy.stats().active === 0, "the connection to end");
+    await waitForStats(proxy, (s) => s.active === 0, "the connection to end");
     await proxy.close();
   });
 });
@@ -229,7 +229,7 @@ Deno.test("proxy latency toxic: every round trip takes the latency more, measure
     assert.ok(ms >= latency - 1 && ms < latency + 200, `${times}`);
   }
   conn.close();
-  await waitUntil(() => proxy.stats().active === 0, "the connection to end");
+  await waitForStats(proxy, (s) => s.active === 0, "the connection to end");
   const stats = await proxy.close();
   assert.equal(stats.toxics.latency_downstream!.applied, 1);
 });
@@ -250,7 +250,7 @@ Deno.test("proxy latency toxic: on both streams it adds up; jitter stays within 
     assert.ok(ms >= 150 - 1 && ms < 250 + 200, `${ms}`);
   }
   conn.close();
-  await waitUntil(() => proxy.stats().active === 0, "the connection to end");
+  await waitForStats(proxy, (s) => s.active === 0, "the connection to end");
   await proxy.close();
 });
 
@@ -268,7 +268,7 @@ Deno.test("proxy limit_data toxic: the client gets exactly N bytes, then the con
   assert.equal(got.length, limit);
   assert.equal(firstDifference(got, data.subarray(0, limit)), -1);
   await writing;
-  await waitUntil(() => proxy.stats().active === 0, "the connection to end");
+  await waitForStats(proxy, (s) => s.active === 0, "the connection to end");
   const stats = await proxy.close();
   assert.equal(stats.bytesDownstream, limit);
   assert.equal(stats.errors, 0);
@@ -288,7 +288,7 @@ Deno.test("proxy toxicity: 0 never applies, 1 always does", async () => {
     const ms = await roundTrip(conn, new TextEncoder().encode("x"));
     assert.ok(ms < 500, `${ms}`);
   }
-  await waitUntil(() => proxy.stats().active === 0, "connections to end");
+  await waitForStats(proxy, (s) => s.active === 0, "connections to end");
   const stats = await proxy.close();
   assert.deepEqual(
     Object.entries(stats.toxics).map(([name, t]) => [name, t.applied]),
@@ -307,7 +307,7 @@ Deno.test("proxy toxicity 0.5 with --seed: the same connections get it on every 
       using conn = await Deno.connect({ hostname: "127.0.0.1", port });
       await roundTrip(conn, new TextEncoder().encode("x"));
     }
-    await waitUntil(() => proxy.stats().active === 0, "connections to end");
+    await waitForStats(proxy, (s) => s.active === 0, "connections to end");
     return (await proxy.close()).toxics.limit_data_downstream!.applied;
   }
   const first = await run();
@@ -340,7 +340,7 @@ Deno.test("tools/proxy.ts --tls terminates TLS in front of a plain echo: socat O
   assert.equal(status.code, 0, await stderr);
   const back = new Uint8Array(await stdout);
   assert.equal(firstDifference(back, data), -1);
-  await waitUntil(() => echo.stats().active === 0, "the echo to close");
+  await waitForStats(echo, (s) => s.active === 0, "the echo to close");
   const out = await proc.stop("SIGTERM");
   assert.equal(out.code, 0, out.stderr);
   assert.match(
@@ -394,7 +394,7 @@ Deno.test("proxy speaks TLS to a TLS upstream (verified by the test CA) for a pl
   await writeAll(conn, data);
   await conn.closeWrite();
   assert.equal(firstDifference(await reading, data), -1);
-  await waitUntil(() => proxy.stats().active === 0, "the connection to end");
+  await waitForStats(proxy, (s) => s.active === 0, "the connection to end");
   const stats = await proxy.close();
   assert.equal(stats.errors, 0, lines.join("\n"));
   assert.equal(stats.bytesDownstream, data.length);
@@ -643,7 +643,7 @@ Deno.test("proxy addToxic/removeToxic on a live connection: latency added slows 
   assert.deepEqual(proxy.toxics(), []);
   assert.ok((await roundTrip(conn, ping)) < 100);
   conn.close();
-  await waitUntil(() => proxy.stats().active === 0, "the connection to end");
+  await waitForStats(proxy, (s) => s.active === 0, "the connection to end");
   const stats = await proxy.close();
   assert.equal(stats.toxics.latency_downstream!.applied, 1);
   assert.equal(stats.errors, 0);
@@ -687,7 +687,7 @@ Deno.test("proxy latency toxic: a stream keeps its rate: 2 MiB through latency 2
   // Held to 16 KiB a latency, as before, this took 26 s.
   assert.ok(end < 1500, `2 MiB in ${end} ms (written in ${written} ms)`);
   conn.close();
-  await waitUntil(() => proxy.stats().active === 0, "the connection to end");
+  await waitForStats(proxy, (s) => s.active === 0, "the connection to end");
   assert.equal((await proxy.close()).errors, 0);
 });
 
@@ -730,7 +730,7 @@ Deno.test("tools/proxy.ts --tls terminates TLS for openssl s_client (certificate
   const status = await child.status;
   assert.equal(back, text);
   assert.equal(status.code, 0, await stderr);
-  await waitUntil(() => echo.stats().active === 0, "the echo to close");
+  await waitForStats(echo, (s) => s.active === 0, "the echo to close");
   const out = await proc.stop("SIGTERM");
   assert.equal(out.code, 0, out.stderr);
   assert.match(
@@ -747,8 +747,8 @@ Deno.test("proxy removeToxic: a latency removed while its drain is blocked by a 
   );
   // The client does not read: its socket fills, the latency's drain blocks
   // on it and its queue fills behind it.
-  await waitUntil(() => {
-    const t = pair.proxy.stats().toxics.latency_downstream!;
+  await waitForStats(pair.proxy, (s) => {
+    const t = s.toxics.latency_downstream!;
     return t.bytesIn - t.bytesOut >= 1024 * 1024;
   }, "the latency's queue to fill");
   await new Promise((resolve) => setTimeout(resolve, 200)); // every chunk due

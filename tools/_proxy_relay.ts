@@ -52,6 +52,8 @@ export interface RelayContext {
   readonly log: (line: string) => void;
   /** The counters of a toxic, made when first needed. */
   readonly tally: (toxic: Required<ToxicSpec>) => ToxicStats;
+  /** Called after a toxic's counters change (the proxy's `until`). */
+  readonly counted: () => void;
   /** Brings a chain up to the proxy's toxics now, counting those applied. */
   readonly applyToxics: (chain: Chain) => void;
   /** Every direction's chain, till its connection ends (toxics change live). */
@@ -130,6 +132,7 @@ export async function relay(
       signal: closed.signal,
       fail,
       tally,
+      counted: ctx.counted,
     });
     ctx.applyToxics(chain);
     ctx.chains.add(chain); // till the connection ends: an end held may go on

@@ -31,6 +31,7 @@ import {
   toxicStats,
 } from "./_proxy_stats.ts";
 import { relay, type RelayContext } from "./_proxy_relay.ts";
+import { StatsWatch } from "../_watch.ts";
 
 /** Where the proxy connects: TCP, TLS or a Unix socket. */
 export interface ProxyUpstream {
@@ -73,6 +74,17 @@ export interface ProxyServer extends AsyncDisposable {
   close(): Promise<ProxyStats>;
   /** Resolves with the final counters once the proxy has stopped. */
   readonly finished: Promise<ProxyStats>;
+  /**
+   * Resolves with the counters once `test` holds for them: checked now and
+   * at every change worth waiting for (a connection accepted or ended, a
+   * toxic's bytes counted), so a test waits for "no connection open" or
+   * "500 bytes into the hang toxic" without polling. Rejects with
+   * `signal`'s reason when it aborts, and if the proxy stops first.
+   */
+  until(
+    test: (stats: ProxyStats) => boolean,
+    signal?: AbortSignal,
+  ): Promise<ProxyStats>;
   /**
    * Adds a toxic (at the end of its stream's chain), on the connections
    * already open too; returns it with every field filled in.
@@ -158,6 +170,7 @@ export async function serveProxy(options: ProxyOptions): Promise<ProxyServer> {
   const stats = newProxyStats();
   const tally = (toxic: Required<ToxicSpec>) => toxicStats(stats, toxic);
   for (const toxic of toxics) tally(toxic);
+  const watch = new StatsWatch(snapshot);
   const cuts = new Set<() => void>();
   const chains = new Set<Chain>();
   const applyToxics = (chain: Chain) => {
@@ -172,6 +185,7 @@ export async function serveProxy(options: ProxyOptions): Promise<ProxyServer> {
     stats,
     log,
     tally,
+    counted: () => watch.changed(),
     applyToxics,
     chains,
     cuts,
@@ -190,9 +204,11 @@ export async function serveProxy(options: ProxyOptions): Promise<ProxyServer> {
       if (conn === undefined) return;
       stats.connections++;
       stats.active++;
+      watch.changed();
       const running = relay(context, conn, nextId++).finally(() => {
         stats.active--;
         relays.delete(running);
+        watch.changed();
       });
       relays.add(running);
     }
@@ -222,6 +238,7 @@ export async function serveProxy(options: ProxyOptions): Promise<ProxyServer> {
     );
     await switching.catch(() => {});
     await stopListening();
+    watch.stop();
     return snapshot();
   })();
   const onAbort = () => stopping.abort();
@@ -237,6 +254,7 @@ export async function serveProxy(options: ProxyOptions): Promise<ProxyServer> {
     addr,
     stats: snapshot,
     finished,
+    until: (test, signal) => watch.until(test, signal),
     close() {
       stopping.abort();
       return finished;

@@ -90,6 +90,8 @@ export interface ChainContext
   fail?: (error: unknown) => void;
   /** The tally of a toxic, counted by the chain; none when absent. */
   tally?: (toxic: Required<ToxicSpec>) => ToxicTally;
+  /** Called after every count of a tally: a watch of the counters. */
+  counted?: () => void;
 }
 
 /** One kind of toxic: its attributes and its pipe. */
@@ -543,6 +545,7 @@ export class Chain {
         const forward = { next: this.sink }; // relinked by later updates
         const tally = this.#context.tally?.(toxic);
         const { random, cut, signal } = this.#context;
+        const counted = this.#context.counted ?? (() => {});
         const link: Link = {
           random,
           cut,
@@ -551,6 +554,7 @@ export class Chain {
           next: tally === undefined ? forwarding(forward) : {
             write(chunk) {
               tally.bytesOut += chunk.length;
+              counted();
               return forward.next.write(chunk);
             },
             end: () => forward.next.end(),
@@ -561,6 +565,7 @@ export class Chain {
         const stage: Stage = tally === undefined ? piped : {
           write(chunk) {
             tally.bytesIn += chunk.length;
+            counted();
             return piped.write(chunk);
           },
           end: () => piped.end(),
