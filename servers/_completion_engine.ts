@@ -21,6 +21,7 @@ import {
   PORT_CLOSED,
   type PortSocket,
 } from "./_completion_port.ts";
+import { BufferPool } from "./_buffer_pool.ts";
 
 /**
  * The read buffer each connection holds while it is open: small, because a
@@ -43,19 +44,6 @@ const POOL_KEEP = 128;
  * LARGE_SIZE buffers and probes.
  */
 const DISCARD_SIZE = 64 * 1024;
-
-/** Large buffers lent to busy connections and taken back when written. */
-class BufferPool {
-  #free: Uint8Array[] = [];
-
-  take(): Uint8Array {
-    return this.#free.pop() ?? new Uint8Array(LARGE_SIZE);
-  }
-
-  give(buffer: Uint8Array): void {
-    if (this.#free.length < POOL_KEEP) this.#free.push(buffer);
-  }
-}
 
 /**
  * Probes, carved from shared slabs and reused: an `ArrayBuffer` of its own
@@ -151,7 +139,8 @@ class PerSocket {
 export class CompletionEngine implements EchoEngine {
   #core: EchoCore;
   #port: CompletionPort<PerSocket>;
-  #pool = new BufferPool();
+  /** Large buffers lent to busy connections and taken back when written. */
+  #pool = new BufferPool(POOL_KEEP * LARGE_SIZE);
   #probes = new ProbePool();
   #contexts = new Map<Session, PerSocket>();
   #workers: Promise<void>[] = [];
@@ -259,7 +248,7 @@ export class CompletionEngine implements EchoEngine {
       : ctx.lastRead < PROBE_SIZE && ctx.writeBuffer !== probe &&
           ctx.heldBuffer !== probe
       ? probe
-      : this.#pool.take();
+      : this.#pool.take(LARGE_SIZE);
     ctx.readBuffer = buffer;
     ctx.reading = true;
     ctx.readOp.operation = "IO_Read_Completed";

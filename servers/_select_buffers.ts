@@ -1,8 +1,8 @@
 /**
  * The select echo server's buffers: how big a connection's next read is
- * (Netty's AdaptiveRecvByteBufAllocator, as a pure policy) and the pool the
- * buffers come from, so that a connection that streamed and went quiet
- * hands its large buffer back for the next one to use.
+ * (Netty's AdaptiveRecvByteBufAllocator, as a pure policy). The buffers
+ * come from `_buffer_pool.ts`, so that a connection that streamed and went
+ * quiet hands its large buffer back for the next one to use.
  *
  * @module
  */
@@ -95,52 +95,5 @@ export class AdaptiveSize {
       return (state & 1) === 1 ? Math.max(index - 1, 0) << 1 : state | 1;
     }
     return state;
-  }
-}
-
-/**
- * Free buffers by size, reused by every connection of one server. It keeps
- * up to `keepBytes` of each size; what is given back past that is left to
- * the garbage collector.
- */
-export class BufferPool {
-  #free = new Map<number, Uint8Array[]>();
-  #keep: number;
-  /** Bytes of the buffers handed out and not given back. */
-  inUse = 0;
-
-  /** A pool that keeps up to `keepBytes` of free buffers of each size. */
-  constructor(keepBytes = 1024 * 1024) {
-    this.#keep = keepBytes;
-  }
-
-  /** A buffer of `size` bytes: a free one if there is one. */
-  take(size: number): Uint8Array {
-    this.inUse += size;
-    return this.#free.get(size)?.pop() ?? new Uint8Array(size);
-  }
-
-  /**
-   * Gives `buffer` back. No read or write may still be using it.
-   * `inUse` drops either way.
-   */
-  give(buffer: Uint8Array): void {
-    const size = buffer.length;
-    this.inUse -= size;
-    let list = this.#free.get(size);
-    if (list === undefined) this.#free.set(size, list = []);
-    if ((list.length + 1) * size <= this.#keep) list.push(buffer);
-  }
-
-  /** Forgets a buffer that is not given back (an operation may still use it). */
-  drop(buffer: Uint8Array): void {
-    this.inUse -= buffer.length;
-  }
-
-  /** Bytes in free buffers now. */
-  get freeBytes(): number {
-    let n = 0;
-    for (const [size, list] of this.#free) n += size * list.length;
-    return n;
   }
 }

@@ -14,7 +14,8 @@ import {
   isClosed,
   type Session,
 } from "./_echo.ts";
-import { AdaptiveSize, BufferPool } from "./_select_buffers.ts";
+import { AdaptiveSize } from "./_select_buffers.ts";
+import { BufferPool } from "./_buffer_pool.ts";
 import { type SelectionKey, Selector } from "./_select_selector.ts";
 
 /** The buffer draining connections read into, after their FIN, to drop. */

@@ -84,6 +84,7 @@ export const THREAD_ENTRY: ThreadEntry = {
     "./completion_echo.ts",
     "./_completion_port.ts",
     "./_completion_engine.ts",
+    "./_buffer_pool.ts",
     "./_threads.ts",
     "./_echo.ts",
     "../_cli.ts",

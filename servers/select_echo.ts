@@ -145,6 +145,7 @@ export const THREAD_ENTRY: ThreadEntry = {
     "./_select_selector.ts",
     "./_select_engine.ts",
     "./_select_buffers.ts",
+    "./_buffer_pool.ts",
     "./_threads.ts",
     "./_echo.ts",
     "../_cli.ts",
