@@ -135,13 +135,20 @@ export function parseListeningLine(
 }
 
 /**
- * Binds a Unix socket at `path`. A socket file nobody listens on (left by a
- * server that was killed) is replaced; a live one is "address in use". Deno
- * removes the file when the listener closes.
+ * Binds a Unix socket at `path` with `bind`. A socket file nobody serves
+ * (left by a server that was killed) is replaced; a live one is "address in
+ * use" (`serving` says how a live one serves: "listening", "receiving").
+ * `isLive` tells the two apart: only a connect, or a datagram, can. Shared
+ * by the stream listeners here and the UDP echo's datagram socket.
  */
-async function listenUnix(path: string): Promise<Deno.Listener> {
+export async function bindUnixPath<T>(
+  path: string,
+  bind: () => T,
+  isLive: () => Promise<boolean>,
+  serving: string,
+): Promise<T> {
   try {
-    return Deno.listen({ transport: "unix", path });
+    return bind();
   } catch (error) {
     if (!(error instanceof Deno.errors.AddrInUse)) throw error;
   }
@@ -150,22 +157,36 @@ async function listenUnix(path: string): Promise<Deno.Listener> {
       `Cannot listen on ${path}: a file that is not a socket is in the way`,
     );
   }
-  // Only a connect tells a live socket from a stale one.
-  let live = false;
-  try {
-    (await Deno.connect({ transport: "unix", path })).close();
-    live = true;
-  } catch (error) {
-    if (!(error instanceof Deno.errors.ConnectionRefused)) throw error;
-  }
-  if (live) {
+  if (await isLive()) {
     throw new CliError(
       `Cannot listen on ${path}: address already in use (a server is ` +
-        `listening there)`,
+        `${serving} there)`,
     );
   }
   Deno.removeSync(path);
-  return Deno.listen({ transport: "unix", path });
+  return bind();
+}
+
+/**
+ * Binds a Unix stream listener at `path`, replacing a stale socket file
+ * (one that refuses a connect). Deno removes the file when the listener
+ * closes.
+ */
+function listenUnix(path: string): Promise<Deno.Listener> {
+  return bindUnixPath(
+    path,
+    () => Deno.listen({ transport: "unix", path }),
+    async () => {
+      try {
+        (await Deno.connect({ transport: "unix", path })).close();
+        return true;
+      } catch (error) {
+        if (error instanceof Deno.errors.ConnectionRefused) return false;
+        throw error;
+      }
+    },
+    "listening",
+  );
 }
 
 /**

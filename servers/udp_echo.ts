@@ -50,6 +50,7 @@ import {
 import {
   accessControl,
   type Addr,
+  bindUnixPath,
   formatAddr,
   parseServerEndpoint,
   printListening,
@@ -177,30 +178,23 @@ function emptyStats(): UdpEchoStats {
  * Binds a Unix datagram socket at `path`, replacing a stale socket file (one
  * that refuses a datagram: nobody receives there).
  */
-async function bindUnix(path: string): Promise<Deno.DatagramConn> {
-  try {
-    return Deno.listenDatagram({ transport: "unixpacket", path });
-  } catch (error) {
-    if (!(error instanceof Deno.errors.AddrInUse)) throw error;
-  }
-  if (!Deno.lstatSync(path).isSocket) {
-    throw new CliError(
-      `Cannot listen on ${path}: a file that is not a socket is in the way`,
-    );
-  }
-  // Only a datagram tells a live socket from a stale one.
-  const probe = Deno.listenDatagram({ transport: "unixpacket" });
-  try {
-    await probe.send(new Uint8Array(0), { transport: "unixpacket", path });
-  } catch (error) {
-    if (!(error instanceof Deno.errors.ConnectionRefused)) throw error;
-    Deno.removeSync(path);
-    return Deno.listenDatagram({ transport: "unixpacket", path });
-  } finally {
-    probe.close();
-  }
-  throw new CliError(
-    `Cannot listen on ${path}: address already in use (a server is receiving there)`,
+function bindUnix(path: string): Promise<Deno.DatagramConn> {
+  return bindUnixPath(
+    path,
+    () => Deno.listenDatagram({ transport: "unixpacket", path }),
+    async () => {
+      const probe = Deno.listenDatagram({ transport: "unixpacket" });
+      try {
+        await probe.send(new Uint8Array(0), { transport: "unixpacket", path });
+        return true;
+      } catch (error) {
+        if (error instanceof Deno.errors.ConnectionRefused) return false;
+        throw error;
+      } finally {
+        probe.close();
+      }
+    },
+    "receiving",
   );
 }
 
