@@ -1,6 +1,7 @@
 /**
  * A child process read line by line: the one starter of the tests (which run
- * the project's scripts) and of the bench (which runs servers and clients).
+ * the project's scripts), of the bench (which runs servers and clients) and
+ * of the tools that run a program (netstat, prlimit, `deno compile`).
  * It waits for lines by pattern (a server's `listening on` line), keeps its
  * stderr whole for the error message, and stops with a signal, then
  * SIGKILL if the child does not exit in time.

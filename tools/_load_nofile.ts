@@ -11,6 +11,7 @@
  */
 
 import { CliError } from "../_cli.ts";
+import { runCommand } from "../_process.ts";
 
 /** Descriptors the runtime holds besides the connections (20 measured, stdio included). */
 const RUNTIME_FILES = 32;
@@ -70,24 +71,16 @@ export async function openFilesLimit(): Promise<OpenFilesLimit | undefined> {
   }
   if (!granted({ name: "run", command: "prlimit" })) return undefined;
   try {
-    const out = await new Deno.Command("prlimit", {
-      args: [
-        `--pid=${Deno.pid}`,
-        "--nofile",
-        "--raw",
-        "--noheadings",
-        "--output=SOFT,HARD",
-      ],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "null",
-    }).output();
-    return out.success
-      ? pair(
-        new TextDecoder().decode(out.stdout).match(
-          /^\s*(\d+|unlimited)\s+(\d+|unlimited)/,
-        ),
-      )
+    const out = await runCommand([
+      "prlimit",
+      `--pid=${Deno.pid}`,
+      "--nofile",
+      "--raw",
+      "--noheadings",
+      "--output=SOFT,HARD",
+    ]);
+    return out.code === 0
+      ? pair(out.stdout.match(/^\s*(\d+|unlimited)\s+(\d+|unlimited)/))
       : undefined;
   } catch {
     return undefined;

@@ -10,6 +10,7 @@
 
 import { describeError } from "../_cli.ts";
 import { bareHost } from "../_net.ts";
+import { type Output, runCommand } from "../_process.ts";
 import {
   type Endpoint,
   type ProcessInfo,
@@ -192,14 +193,9 @@ export async function runNetstat(): Promise<
 > {
   const [program, ...args] = netstatCommand(Deno.build.os);
   const command = [program, ...args].join(" ");
-  let output: Deno.CommandOutput;
+  let output: Output;
   try {
-    output = await new Deno.Command(program!, {
-      args,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
+    output = await runCommand([program!, ...args]);
   } catch (error) {
     if (error instanceof Deno.errors.NotCapable) {
       return { problem: `running ${command} needs --allow-run=netstat` };
@@ -209,9 +205,8 @@ export async function runNetstat(): Promise<
     }
     return { problem: `cannot run ${command}: ${describeError(error)}` };
   }
-  const decoder = new TextDecoder();
-  const stderr = decoder.decode(output.stderr);
-  if (!output.success) {
+  const { stdout, stderr } = output;
+  if (output.code !== 0) {
     const first = stderr.trim().split("\n")[0];
     return {
       problem: `${command} exited with ${output.code}${
@@ -219,5 +214,5 @@ export async function runNetstat(): Promise<
       }`,
     };
   }
-  return { command, stdout: decoder.decode(output.stdout), stderr };
+  return { command, stdout, stderr };
 }

@@ -23,6 +23,7 @@ import {
   runMain,
   UsageError,
 } from "../_cli.ts";
+import { runCommand } from "../_process.ts";
 import { ECHO_V8_FLAGS } from "../_runtime.ts";
 import { withWriteAccess } from "../_write_access.ts";
 
@@ -139,22 +140,18 @@ export async function compile(
   outDir: string,
 ): Promise<string> {
   const output = join(outDir, entry.name);
-  const { code, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "compile",
-      "--quiet",
-      ...entry.permissions,
-      ...(entry.flags ?? []),
-      ...(entry.include ?? []).flatMap((m) => ["--include", m]),
-      "--output",
-      output,
-      entry.script,
-    ],
-    stdout: "null",
-    stderr: "piped",
-  }).output();
+  const { code, stderr: text } = await runCommand([
+    Deno.execPath(),
+    "compile",
+    "--quiet",
+    ...entry.permissions,
+    ...(entry.flags ?? []),
+    ...(entry.include ?? []).flatMap((m) => ["--include", m]),
+    "--output",
+    output,
+    entry.script,
+  ]);
   if (code !== 0) {
-    const text = new TextDecoder().decode(stderr);
     if (/base binary|dl\.deno\.land|error sending request/i.test(text)) {
       throw new CliError(
         `Cannot compile: deno compile needs Deno's runtime (denort-${target()}` +
