@@ -1,8 +1,8 @@
 /**
  * The open-loop schedule's clock (`--rate`): one timer for every connection
- * of a run, firing {@linkcode EARLY} ms before the earliest due time and
- * waking every connection due by then, so a run at 50,000 msg/s keeps one
- * timer, not one a connection (Deno's timers fire about 1 ms late, and many
+ * (or UDP flow) of a run, firing {@linkcode EARLY} ms before the earliest
+ * due time and waking every connection due by then, so a run at 50,000
+ * msg/s keeps one timer, not one a connection (Deno's timers fire about 1 ms late, and many
  * of them later still). A connection woken early sends at once; its
  * message's latency counts from when it went (see `dueTime`). Private to
  * `tools/load.ts`.

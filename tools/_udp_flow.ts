@@ -9,6 +9,7 @@
  */
 
 import type { LatencyHistogram } from "./_histogram.ts";
+import type { Pacer } from "./_load_pacer.ts";
 import { ErrorSamples } from "./_report.ts";
 import {
   type FlowPattern,
@@ -57,6 +58,8 @@ export interface UdpRun {
   readonly flows: number;
   /** Milliseconds between datagrams of one flow; 0 floods. */
   readonly interval: number;
+  /** The one timer of every flow's schedule (TCP's: `_load_pacer.ts`). */
+  readonly pacer: Pacer;
   /** Datagrams per flow at most; 0 is no limit. */
   readonly count: number;
   readonly lossTimeout: number;

@@ -34,6 +34,7 @@ import {
 } from "./_load_nofile.ts";
 import { type IntervalSpan, runIntervals } from "./_load_interval.ts";
 import { validate } from "./_load_run.ts";
+import { EARLY, Pacer } from "./_load_pacer.ts";
 import { bareHost, formatAddr } from "../_net.ts";
 import { LatencyHistogram } from "./_histogram.ts";
 import { intervalLatency, round, summarize } from "./_report.ts";
@@ -124,16 +125,17 @@ async function sender(run: UdpRun, flow: UdpFlow, startedAt: number) {
   // Spread the flows' schedules over one interval, not all at once.
   let due = startedAt + run.interval * (flow.index / run.flows);
   while (!run.stop.aborted && (run.count === 0 || flow.nextSeq < run.count)) {
-    let now = performance.now();
     if (run.interval > 0) {
-      // Timers fire at millisecond granularity; within 0.2 ms, send now.
-      if (due > now + 0.2) {
-        await sleep(due - now, run.stop);
+      // As TCP's dueTime: what is due within EARLY ms goes now, the rest
+      // waits for the run's one timer. A datagram carries the time it
+      // really went, and the schedule keeps its rate.
+      if (due > performance.now() + EARLY) {
+        await run.pacer.wait(due);
         continue;
       }
       due += run.interval;
     }
-    now = performance.now();
+    const now = performance.now();
     const seq = prepare(run, flow, now);
     t.outstanding++;
     try {
@@ -275,6 +277,8 @@ export async function runUdpLoad(
   const stopper = new AbortController();
   let settle = () => {};
   const settled = new Promise<void>((resolve) => settle = resolve);
+  const pacer = new Pacer();
+  stopper.signal.addEventListener("abort", () => pacer.stop(), { once: true });
   const run: UdpRun = {
     tally,
     histogram: new LatencyHistogram(),
@@ -282,6 +286,7 @@ export async function runUdpLoad(
     size,
     flows,
     interval: rate > 0 ? 1000 / rate : 0,
+    pacer,
     count,
     lossTimeout,
     stop: stopper.signal,
