@@ -36,6 +36,8 @@ export interface ChildOptions {
   nofileStrict?: boolean;
   /** Pin to these CPUs (`taskset -c`). */
   cpu?: string;
+  /** `"piped"` to write to the child's stdin; default none. */
+  stdin?: "null" | "piped";
 }
 
 /**
@@ -64,7 +66,7 @@ function command(argv: readonly string[], options: ChildOptions): Deno.Command {
     args,
     ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
     env: { NO_COLOR: "1", ...options.env },
-    stdin: "null",
+    stdin: options.stdin ?? "null",
     stdout: "piped",
     stderr: "piped",
   });

@@ -12,6 +12,7 @@
 import assert from "node:assert/strict";
 import type { LoadReport } from "../tools/load.ts";
 import { type Output, ROOT, runScript } from "./_helpers.ts";
+import { Child } from "../_process.ts";
 
 const TLS = "tests/fixtures/tls/";
 const CLIENT = "clients/client.ts";
@@ -50,89 +51,21 @@ function freePort(): number {
   return port;
 }
 
-/** A peer program, stopped (and waited for) when disposed. */
-class Peer implements AsyncDisposable {
-  readonly #child: Deno.ChildProcess;
-  /** Resolves when the peer exits, with what it said on stderr. */
-  readonly exited: Promise<{ code: number; stderr: string }>;
-  /** Whether it has exited. */
-  done = false;
-
-  constructor(
-    binary: string,
-    args: string[],
-    stdin: "null" | "piped" = "null",
-  ) {
-    this.#child = new Deno.Command(binary, {
-      args,
-      cwd: ROOT,
-      stdin,
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    this.exited = this.#child.output().then((out) => {
-      this.done = true;
-      return { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
-    });
-  }
-
-  /** The peer's stdin (spawned with `stdin: "piped"`). */
-  get stdin(): WritableStream<Uint8Array> {
-    return this.#child.stdin;
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    if (!this.done) {
-      try {
-        this.#child.kill("SIGTERM");
-      } catch {
-        // It exited meanwhile.
-      }
-    }
-    await this.exited;
-  }
-}
-
 /**
- * Waits until something accepts on 127.0.0.1:`port` (a connect succeeds),
- * retrying while it is refused; fails at once if `peer` exits.
+ * Starts a peer program that says on stderr when it listens (`socat -d -d`:
+ * "listening on", `ncat -v`: "Listening on") and waits for that line, so
+ * no probe connection reaches it first; killed and waited for when
+ * disposed.
  */
-async function acceptsTcp(port: number, peer: Peer): Promise<void> {
-  for (let attempt = 0;; attempt++) {
-    if (peer.done) {
-      throw new Error(`the peer exited: ${(await peer.exited).stderr}`);
-    }
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      return;
-    } catch (error) {
-      if (!(error instanceof Deno.errors.ConnectionRefused) || attempt > 500) {
-        throw error;
-      }
-    }
-    await new Promise((resolve) => setTimeout(resolve, 10));
+async function listening(argv: string[]): Promise<Child> {
+  const peer = new Child(argv, { cwd: ROOT });
+  try {
+    await peer.waitForStderr(/[Ll]istening on/);
+  } catch (error) {
+    await peer[Symbol.asyncDispose]();
+    throw error;
   }
-}
-
-/**
- * Waits until something accepts on the Unix socket at `path`: this process
- * may not connect there (the test runner grants no `unix:` net access), so a
- * `socat` client tries, until one connect succeeds.
- */
-async function acceptsUnix(path: string, peer: Peer): Promise<void> {
-  for (let attempt = 0;; attempt++) {
-    if (peer.done) {
-      throw new Error(`the peer exited: ${(await peer.exited).stderr}`);
-    }
-    const probe = await new Deno.Command("socat", {
-      args: ["-u", "OPEN:/dev/null", `UNIX-CONNECT:${path}`],
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    if (probe.code === 0) return;
-    if (attempt > 500) throw new Error(`nothing accepts on ${path}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
+  return peer;
 }
 
 /** The Test Server's side of the notes' conversation, as a shell script. */
@@ -150,13 +83,15 @@ async function socatTls(
   extra = "",
 ): Promise<{ port: number } & AsyncDisposable> {
   const port = freePort();
-  const peer = new Peer("socat", [
+  const peer = await listening([
+    "socat",
+    "-d",
+    "-d",
     `OPENSSL-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork,` +
     `cert=${TLS}${cert}.pem,key=${TLS}${cert}.key,` +
     (verify ? `cafile=${TLS}ca.pem,verify=1` : "verify=0") + extra,
     target,
   ]);
-  await acceptsTcp(port, peer);
   return { port, [Symbol.asyncDispose]: () => peer[Symbol.asyncDispose]() };
 }
 
@@ -178,8 +113,13 @@ async function socatUnix(
 ): Promise<{ path: string; perms: string[] } & AsyncDisposable> {
   const dir = await sh("mktemp", "-d");
   const path = `${dir}/peer.sock`;
-  const peer = new Peer("socat", [`UNIX-LISTEN:${path},fork`, target]);
-  await acceptsUnix(path, peer);
+  const peer = await listening([
+    "socat",
+    "-d",
+    "-d",
+    `UNIX-LISTEN:${path},fork`,
+    target,
+  ]);
   return {
     path,
     // What Deno 2.9 asks of a Unix-socket client: all three.
@@ -390,11 +330,13 @@ Deno.test({
       ] as const
     ) {
       const port = freePort();
-      await using peer = new Peer("socat", [
+      await using _peer = await listening([
+        "socat",
+        "-d",
+        "-d",
         `TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork`,
         target,
       ]);
-      await acceptsTcp(port, peer);
       const out = await client([
         "--port",
         String(port),
@@ -413,7 +355,8 @@ Deno.test({
   ignore: !HAVE.openssl,
   async fn() {
     const port = freePort();
-    await using peer = new Peer("openssl", [
+    await using peer = new Child([
+      "openssl",
       "s_server",
       "-accept",
       `127.0.0.1:${port}`,
@@ -425,26 +368,22 @@ Deno.test({
       "h2",
       "-naccept",
       "1",
-    ], "piped");
+    ], { cwd: ROOT, stdin: "piped" });
+    // It says ACCEPT once it listens, and takes one connection: the client's.
+    await peer.waitFor(/^ACCEPT$/);
+    peer.drain();
     // s_server sends what it reads on stdin once a client is connected.
-    const writer = peer.stdin.getWriter();
+    const writer = peer.child.stdin.getWriter();
     await writer.write(new TextEncoder().encode("Test Server\nSay Goodbye\n"));
-    // It accepts only one connection (a probe would take it): wait until
-    // connecting is no longer refused, from the client's own retries.
-    let out: Output;
-    for (let attempt = 0;; attempt++) {
-      out = await client([
-        "--port",
-        String(port),
-        "--tls",
-        "--ca",
-        `${TLS}ca.pem`,
-        "--alpn",
-        "echo,h2",
-      ]);
-      if (!/connection refused/.test(out.stderr) || attempt > 100) break;
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    const out = await client([
+      "--port",
+      String(port),
+      "--tls",
+      "--ca",
+      `${TLS}ca.pem`,
+      "--alpn",
+      "echo,h2",
+    ]);
     await writer.close();
     assert.equal(out.code, 0, out.stderr);
     assert.equal(
@@ -529,7 +468,9 @@ for (const engine of ["deno", "net"] as const) {
     ignore: !HAVE.ncat,
     async fn() {
       const port = freePort();
-      await using peer = new Peer("ncat", [
+      await using _peer = await listening([
+        "ncat",
+        "-v",
         "--ssl",
         "--ssl-cert",
         `${TLS}server.pem`,
@@ -541,7 +482,6 @@ for (const engine of ["deno", "net"] as const) {
         "-e",
         "/bin/cat",
       ]);
-      await acceptsTcp(port, peer);
       const { report } = await load([
         "-p",
         String(port),
