@@ -12,6 +12,7 @@ import assert from "node:assert/strict";
 import { Running, runScript } from "./_helpers.ts";
 import { jsonStream, overPrecise } from "./_load_helpers.ts";
 import type { UdpLoadReport } from "../tools/load.ts";
+import { Child } from "../_process.ts";
 
 const LOAD = "tools/load.ts";
 
@@ -487,37 +488,6 @@ if (!HAVE_SOCAT) {
   console.log("socat or setsid is not installed: the socat test is skipped");
 }
 
-/**
- * Waits until a UDP echo on `port` answers, by sending a probe and
- * retrying: a datagram sent before it binds is simply lost.
- */
-async function waitForUdpEcho(port: number): Promise<void> {
-  const probe = Deno.listenDatagram({
-    transport: "udp",
-    hostname: "127.0.0.1",
-    port: 0,
-  });
-  try {
-    const answered = probe.receive();
-    let answer = false;
-    answered.then(() => answer = true, () => {});
-    for (let i = 0; i < 100 && !answer; i++) {
-      await probe.send(new TextEncoder().encode("ready?"), {
-        transport: "udp",
-        hostname: "127.0.0.1",
-        port,
-      });
-      await Promise.race([
-        answered.catch(() => {}),
-        new Promise((resolve) => setTimeout(resolve, 50)),
-      ]);
-    }
-    if (!answer) throw new Error(`No UDP echo on port ${port} after 5 s`);
-  } finally {
-    probe.close();
-  }
-}
-
 Deno.test({
   name:
     "load.ts --udp through socat UDP-RECVFROM fork EXEC:cat, every datagram checked",
@@ -528,20 +498,20 @@ Deno.test({
   // datagram while it hands the socket over, so it is not used here. setsid:
   // the children form a group of their own, stopped as one.
   const port = freeUdpPort();
-  const socat = new Deno.Command("setsid", {
-    args: [
-      "socat",
-      "-t",
-      "0.2",
-      `UDP-RECVFROM:${port},bind=127.0.0.1,fork`,
-      "EXEC:cat",
-    ],
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
+  const socat = new Child([
+    "setsid",
+    "socat",
+    "-d",
+    "-d",
+    "-t",
+    "0.2",
+    `UDP-RECVFROM:${port},bind=127.0.0.1,fork`,
+    "EXEC:cat",
+  ]);
+  socat.drain();
   try {
-    await waitForUdpEcho(port);
+    // It says so once its socket is bound: no probe datagram needed.
+    await socat.waitForStderr(/receiving on/);
     const { code, report } = await udpLoad([
       "-p",
       String(port),
@@ -564,7 +534,7 @@ Deno.test({
     assert.equal(code, 0);
   } finally {
     Deno.kill(-socat.pid, "SIGTERM");
-    await socat.status;
+    await socat.wait();
   }
 });
 
