@@ -17,7 +17,8 @@
  */
 
 // The network layer every server and client shares (_net.ts).
-export type { Addr, ServerEndpointOptions, TlsServerOptions } from "./_net.ts";
+export type { Addr, TlsServerOptions } from "./_net.ts";
+export type { ServerEndpointOptions } from "./_net_options.ts";
 // servers/sequential.ts
 export {
   NOTES_PORT,

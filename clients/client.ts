@@ -41,16 +41,18 @@ import {
 } from "../_line_io.ts";
 import {
   bareHost,
-  CLIENT_ENDPOINT_OPTIONS,
   connect,
   type ConnectEndpoint,
-  connectEndpoint,
   ConnectError,
   formatEndpoint,
-  parseClientEndpoint,
-  TLS_LIMITS_HELP,
   type TlsClientOptions,
 } from "../_net.ts";
+import {
+  CLIENT_ENDPOINT_OPTIONS,
+  connectEndpoint,
+  parseClientEndpoint,
+  TLS_LIMITS_HELP,
+} from "../_net_options.ts";
 import { describeTlsAlert } from "../_tls_errors.ts";
 
 /** Options of {@linkcode runTestClient}. */

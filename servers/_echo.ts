@@ -25,16 +25,14 @@ import {
 import { Acceptor } from "../_accept.ts";
 import { StatsWatch } from "../_watch.ts";
 import { ECHO_RUNTIME_ENV, ECHO_V8_FLAGS } from "../_runtime.ts";
+import { type Addr, formatAddr, printListening } from "../_net.ts";
 import {
   accessControl,
-  type Addr,
-  formatAddr,
   parseServerEndpoint,
-  printListening,
   SERVER_ENDPOINT_OPTIONS,
   type ServerEndpointOptions,
   TLS_LIMITS_HELP,
-} from "../_net.ts";
+} from "../_net_options.ts";
 
 /**
  * Options shared by the echo servers: where to listen (TCP on 127.0.0.1 and

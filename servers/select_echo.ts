@@ -73,7 +73,8 @@
  */
 
 import { NOTES_PORT, parseInteger, runMain } from "../_cli.ts";
-import { type Addr, listen, listenEndpoint } from "../_net.ts";
+import { type Addr, listen } from "../_net.ts";
+import { listenEndpoint } from "../_net_options.ts";
 import {
   ECHO_OPTIONS,
   type EchoServer,
@@ -150,6 +151,7 @@ export const THREAD_ENTRY: ThreadEntry = {
     "./_echo.ts",
     "../_cli.ts",
     "../_net.ts",
+    "../_net_options.ts",
     "../_accept.ts",
     "../_access.ts",
     "../_tls_errors.ts",

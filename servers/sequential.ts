@@ -51,18 +51,15 @@ import {
   writeText,
 } from "../_line_io.ts";
 import { Acceptor } from "../_accept.ts";
+import { type Addr, formatAddr, listen, printListening } from "../_net.ts";
 import {
   accessControl,
-  type Addr,
-  formatAddr,
-  listen,
   listenEndpoint,
   parseServerEndpoint,
-  printListening,
   SERVER_ENDPOINT_OPTIONS,
   type ServerEndpointOptions,
   TLS_LIMITS_HELP,
-} from "../_net.ts";
+} from "../_net_options.ts";
 import { describeTlsError } from "../_tls_errors.ts";
 
 export { NOTES_PORT };

@@ -48,15 +48,17 @@ import {
   sleep,
 } from "../_cli.ts";
 import {
-  accessControl,
   type Addr,
   bindUnixPath,
   formatAddr,
-  parseServerEndpoint,
   printListening,
+} from "../_net.ts";
+import {
+  accessControl,
+  parseServerEndpoint,
   SERVER_ENDPOINT_OPTIONS,
   type ServerEndpointOptions,
-} from "../_net.ts";
+} from "../_net_options.ts";
 
 /** The largest UDP payload over IPv4: 65,535 less the IP and UDP headers. */
 export const MAX_UDP_PAYLOAD = 65_507;

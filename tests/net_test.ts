@@ -15,10 +15,9 @@ import {
   ConnectError,
   listen,
   listeningLine,
-  parseClientEndpoint,
   parseListeningLine,
-  parseServerEndpoint,
 } from "../_net.ts";
+import { parseClientEndpoint, parseServerEndpoint } from "../_net_options.ts";
 import { leaveStaleSocket, ROOT, unixSocket } from "./_helpers.ts";
 
 const TLS_DIR = `${ROOT}tests/fixtures/tls/`;

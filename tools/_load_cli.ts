@@ -22,7 +22,7 @@ import {
   CLIENT_ENDPOINT_OPTIONS,
   parseClientEndpoint,
   TLS_LIMITS_HELP,
-} from "../_net.ts";
+} from "../_net_options.ts";
 import { checkOpenFiles } from "./_load_nofile.ts";
 import { parsePercentiles } from "./_report.ts";
 import { OUTPUT_OPTIONS } from "./_hdr_outputs.ts";

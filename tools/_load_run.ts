@@ -16,10 +16,10 @@ import { CliError, MAX_TIMER_MS, sleep } from "../_cli.ts";
 import {
   connect,
   type ConnectEndpoint,
-  connectEndpoint,
   formatEndpoint,
   type TlsClientOptions,
 } from "../_net.ts";
+import { connectEndpoint } from "../_net_options.ts";
 import {
   describeShortage,
   isTooManyOpenFiles,

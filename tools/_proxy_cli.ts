@@ -16,12 +16,12 @@ import {
   SIGNALS_HELP,
   UsageError,
 } from "../_cli.ts";
+import type { ConnectEndpoint } from "../_net.ts";
 import {
-  type ConnectEndpoint,
   parseClientEndpoint,
   SERVER_ENDPOINT_OPTIONS,
   TLS_LIMITS_HELP,
-} from "../_net.ts";
+} from "../_net_options.ts";
 import { parseTarget } from "./netstat.ts";
 import { PROXY_BUFFER_SIZE } from "./_proxy_relay.ts";
 

@@ -9,15 +9,13 @@
  */
 
 import { Acceptor } from "../_accept.ts";
+import { type Addr, listen, type TlsClientOptions } from "../_net.ts";
 import {
   accessControl,
-  type Addr,
   connectEndpoint,
-  listen,
   listenEndpoint,
   type ServerEndpointOptions,
-  type TlsClientOptions,
-} from "../_net.ts";
+} from "../_net_options.ts";
 import {
   type Chain,
   resolveToxic,

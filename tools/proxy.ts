@@ -26,12 +26,8 @@ import {
   shutdownSignal,
   UsageError,
 } from "../_cli.ts";
-import {
-  formatAddr,
-  formatEndpoint,
-  parseServerEndpoint,
-  printListening,
-} from "../_net.ts";
+import { formatAddr, formatEndpoint, printListening } from "../_net.ts";
+import { parseServerEndpoint } from "../_net_options.ts";
 import { type ProxyApi, serveProxyApi } from "./_proxy_api.ts";
 import { parseToxic } from "./_toxics.ts";
 import { PROXY_BUFFER_SIZE } from "./_proxy_relay.ts";
