@@ -64,6 +64,26 @@ export interface ThreadEntry {
   modules: readonly string[];
 }
 
+/**
+ * The modules every echo server's Worker loads besides its own (relative to
+ * `servers/`, as `ThreadEntry.modules` are): what `_echo.ts`, `_threads.ts`
+ * and the engines import. A server's `THREAD_ENTRY` lists its own modules,
+ * then these.
+ */
+export const SHARED_THREAD_MODULES: readonly string[] = [
+  "./_buffer_pool.ts",
+  "./_threads.ts",
+  "./_echo.ts",
+  "../_cli.ts",
+  "../_net.ts",
+  "../_net_options.ts",
+  "../_accept.ts",
+  "../_access.ts",
+  "../_tls_errors.ts",
+  "../_runtime.ts",
+  "../_watch.ts",
+];
+
 /** What a server thread is started with: the server's options, less these. */
 type ThreadOptions = Omit<EchoServerOptions, "log" | "signal">;
 

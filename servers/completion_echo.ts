@@ -59,6 +59,7 @@ import {
   parseThreads,
   runThread,
   serveThreads,
+  SHARED_THREAD_MODULES,
   type ThreadEntry,
   THREADS_OPTION,
 } from "./_threads.ts";
@@ -85,17 +86,7 @@ export const THREAD_ENTRY: ThreadEntry = {
     "./completion_echo.ts",
     "./_completion_port.ts",
     "./_completion_engine.ts",
-    "./_buffer_pool.ts",
-    "./_threads.ts",
-    "./_echo.ts",
-    "../_cli.ts",
-    "../_net.ts",
-    "../_net_options.ts",
-    "../_accept.ts",
-    "../_access.ts",
-    "../_tls_errors.ts",
-    "../_runtime.ts",
-    "../_watch.ts",
+    ...SHARED_THREAD_MODULES,
   ],
 };
 

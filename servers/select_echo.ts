@@ -92,6 +92,7 @@ import {
   parseThreads,
   runThread,
   serveThreads,
+  SHARED_THREAD_MODULES,
   type ThreadEntry,
   THREADS_OPTION,
 } from "./_threads.ts";
@@ -146,17 +147,7 @@ export const THREAD_ENTRY: ThreadEntry = {
     "./_select_selector.ts",
     "./_select_engine.ts",
     "./_select_buffers.ts",
-    "./_buffer_pool.ts",
-    "./_threads.ts",
-    "./_echo.ts",
-    "../_cli.ts",
-    "../_net.ts",
-    "../_net_options.ts",
-    "../_accept.ts",
-    "../_access.ts",
-    "../_tls_errors.ts",
-    "../_runtime.ts",
-    "../_watch.ts",
+    ...SHARED_THREAD_MODULES,
   ],
 };
 
