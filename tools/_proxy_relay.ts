@@ -185,9 +185,9 @@ async function move(
   stats: ProxyStats,
   upstream: boolean,
 ): Promise<void> {
+  const buffer = new Uint8Array(PROXY_BUFFER_SIZE);
   // A view of the buffer's first n bytes is the same bytes for every chunk
   // of n: kept for the next one of that length (pingpong's every message).
-  const buffer = new Uint8Array(PROXY_BUFFER_SIZE);
   let view = buffer;
   for (;;) {
     const n = await src.read(buffer);
