@@ -1,7 +1,8 @@
 /**
  * The endpoint options of the command line, declared once for every script
- * (`--host`, `--port`, `--unix`, `--tls`, `--cert`, `--key`, `--alpn`,
- * `--allow`, `--deny` and the client's `--ca`, `--server-name`, ...), and
+ * (the servers' `--hostname`, the clients' `--host`, `--port`, `--unix`,
+ * `--tls`, `--cert`, `--key`, `--alpn`, the servers' `--allow` and
+ * `--deny`, the clients' `--ca` and `--server-name`), and
  * their reading into the endpoints of `_net.ts`, which listens and
  * connects.
  *
